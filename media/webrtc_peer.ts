@@ -1,0 +1,531 @@
+// The media side of a peer that speaks WebRTC (a browser, a program, later a
+// trunk). It owns two werift PeerConnections, each with a single offerer:
+// the receive one answers the remote's offers and turns what arrives into
+// router Tracks; the send one offers the tracks the remote subscribed to and
+// feeds them from Consumers. See docs/protocol.md.
+import {
+  GenericNack,
+  type MediaStreamTrack,
+  ntpTime,
+  type RTCDtlsTransport,
+  RTCPeerConnection,
+  type RtcpPacket,
+  RtcpSrPacket,
+  RtcpTransportLayerFeedback,
+  RTCRtpCodecParameters,
+  type RTCRtpTransceiver,
+} from "werift";
+import { Consumer, type RtpOutput } from "./consumer.ts";
+import {
+  addPublicAddressCandidates,
+  type MediaNetworkOptions,
+  peerConnectionConfig,
+  type PeerConnectionRole,
+  supportedCodecs,
+} from "./rtc_config.ts";
+import type { Router } from "./router.ts";
+import { Track, type TrackDescription } from "./track.ts";
+import { applyWeriftPatches } from "./werift_patches.ts";
+
+/** What the remote said about one transceiver of its offer. */
+export interface PublishBinding {
+  mid: string;
+  /** The remote's own id for the track (globalised by describeTrack). */
+  localId: string;
+  label: string;
+  muted: boolean;
+}
+
+export interface WebRtcPeerEvents {
+  offer(sdp: string, tracks: { mid: string; track: Track }[]): void;
+  answer(sdp: string): void;
+  notice(code: string, text: string, trackId?: string): void;
+  /** The media connection is gone; the owner should end the peer. */
+  failed(reason: string): void;
+}
+
+export interface WebRtcPeerOptions {
+  id: string;
+  router: Router;
+  network: MediaNetworkOptions;
+  events: WebRtcPeerEvents;
+  /** Builds the router's description of a track the remote publishes. */
+  describeTrack(
+    binding: PublishBinding,
+    codec: RTCRtpCodecParameters,
+    kind: "audio" | "video",
+  ): TrackDescription;
+}
+
+/** No packet at all (media, RTCP) for this long means the peer is gone:
+ * browsers send receiver reports about once a second even when only
+ * watching. werift's own consent timeout is 30 s, too slow for users. */
+const SILENCE_LIMIT_MS = 8000;
+/** A PeerConnection that has not connected by then never will. */
+const CONNECT_LIMIT_MS = 20000;
+const WATCHDOG_INTERVAL_MS = 1000;
+const SENDER_REPORT_INTERVAL_MS = 1000;
+/** Sender reports per compound RTCP packet: 28 bytes each stays under MTU. */
+const REPORTS_PER_PACKET = 30;
+
+interface Subscription {
+  consumer: Consumer;
+  transceiver: RTCRtpTransceiver;
+}
+
+/** One werift PeerConnection plus the watchdog that tells when it died. */
+class Leg {
+  readonly pc: RTCPeerConnection;
+  ready = false;
+  #lastPackets = 0;
+  #lastActivityMs = performance.now();
+  #timer: ReturnType<typeof setInterval>;
+
+  constructor(
+    network: MediaNetworkOptions,
+    role: PeerConnectionRole,
+    onConnected: () => void,
+    onFailed: (reason: string) => void,
+  ) {
+    this.pc = new RTCPeerConnection(peerConnectionConfig(network, role));
+    const createdMs = performance.now();
+    this.pc.connectionStateChange.subscribe((state) => {
+      this.ready = state === "connected";
+      if (state === "connected") {
+        this.#lastActivityMs = performance.now();
+        onConnected();
+      } else if (state === "failed") {
+        onFailed(`the ${role} connection failed (ICE or DTLS)`);
+      }
+    });
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      if (this.pc.connectionState !== "connected") {
+        if (
+          this.pc.connectionState !== "closed" &&
+          now - createdMs > CONNECT_LIMIT_MS && !this.ready
+        ) {
+          onFailed(`the ${role} connection did not connect within 20 s`);
+        }
+        return;
+      }
+      const packets = this.dtls?.packetsReceived ?? 0;
+      if (packets !== this.#lastPackets) {
+        this.#lastPackets = packets;
+        this.#lastActivityMs = now;
+      } else if (now - this.#lastActivityMs > SILENCE_LIMIT_MS) {
+        onFailed(`nothing received on the ${role} connection for 8 s`);
+      }
+    }, WATCHDOG_INTERVAL_MS);
+  }
+
+  get dtls(): RTCDtlsTransport | undefined {
+    return this.pc.dtlsTransports[0];
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.ready = false;
+    this.pc.close().catch(() => {});
+  }
+}
+
+export class WebRtcPeer {
+  readonly id: string;
+  #router: Router;
+  #network: MediaNetworkOptions;
+  #events: WebRtcPeerEvents;
+  #describeTrack: WebRtcPeerOptions["describeTrack"];
+  #receive: Leg | undefined;
+  #send: Leg | undefined;
+  #output: RtpOutput | undefined;
+  #bindings = new Map<string, PublishBinding>();
+  /** Tracks this peer publishes, by transceiver mid. */
+  #published = new Map<string, Track>();
+  #subscriptions = new Map<string, Subscription>();
+  #negotiating = false;
+  /** Track ids the outstanding offer carries. */
+  #offered = new Set<string>();
+  /** Subscriptions and ends waiting for the current negotiation to finish. */
+  #wanted = new Set<string>();
+  #stopping: RTCRtpTransceiver[] = [];
+  #senderReportTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  constructor(options: WebRtcPeerOptions) {
+    applyWeriftPatches();
+    this.id = options.id;
+    this.#router = options.router;
+    this.#network = options.network;
+    this.#events = options.events;
+    this.#describeTrack = options.describeTrack;
+  }
+
+  get publishedTracks(): Iterable<Track> {
+    return this.#published.values();
+  }
+
+  get subscriptions(): Iterable<Consumer> {
+    return [...this.#subscriptions.values()].map((s) => s.consumer);
+  }
+
+  get connectionStates(): { send?: string; receive?: string } {
+    return {
+      send: this.#send?.pc.connectionState,
+      receive: this.#receive?.pc.connectionState,
+    };
+  }
+
+  #fail = (reason: string) => {
+    if (!this.#closed) this.#events.failed(reason);
+  };
+
+  // ---- publishing: the remote's send PeerConnection ----
+
+  async handleOffer(sdp: string, bindings: PublishBinding[]): Promise<void> {
+    const leg = this.#receive ??= this.#createReceiveLeg();
+    this.#bindings = new Map(bindings.map((b) => [b.mid, b]));
+    await leg.pc.setRemoteDescription({ type: "offer", sdp });
+    const answer = await leg.pc.createAnswer();
+    await leg.pc.setLocalDescription(answer);
+    for (const [mid, track] of this.#published) {
+      if (!this.#bindings.has(mid)) {
+        this.#published.delete(mid);
+        this.#router.unpublish(track.id);
+      }
+    }
+    this.#events.answer(
+      addPublicAddressCandidates(
+        leg.pc.localDescription!.sdp,
+        this.#network.publicIp,
+      ),
+    );
+  }
+
+  #createReceiveLeg(): Leg {
+    const leg = new Leg(this.#network, "receive", () => {}, this.#fail);
+    leg.pc.ontrack = ({ track, transceiver }) => {
+      this.#receiveTrack(track, transceiver);
+    };
+    return leg;
+  }
+
+  /** A remote track becomes a router Track at its first packet, when its
+   * codec is known from the payload type actually sent. */
+  #receiveTrack(remote: MediaStreamTrack, transceiver: RTCRtpTransceiver) {
+    let track: Track | undefined;
+    // Packets of any other codec are not forwarded under this track's name.
+    let payloadType = -1;
+    remote.onReceiveRtp.subscribe((rtp) => {
+      const header = rtp.header;
+      if (track === undefined) {
+        track = this.#publishTrack(
+          transceiver,
+          header.payloadType,
+          header.ssrc,
+        );
+        if (track === undefined) return;
+        payloadType = header.payloadType;
+      }
+      if (track.closed || header.payloadType !== payloadType) return;
+      track.receive(
+        header.sequenceNumber,
+        header.timestamp,
+        header.marker,
+        header.payloadType,
+        rtp.payload,
+        performance.now(),
+      );
+    });
+    remote.onReceiveRtcp.subscribe((packet) => {
+      if (track && packet.type === RtcpSrPacket.type) {
+        const sr = (packet as RtcpSrPacket).senderInfo;
+        track.onSenderReport(
+          ntpToMs(sr.ntpTimestamp),
+          sr.rtpTimestamp,
+          performance.now(),
+        );
+      }
+    });
+  }
+
+  #publishTrack(
+    transceiver: RTCRtpTransceiver,
+    payloadType: number,
+    ssrc: number,
+  ): Track | undefined {
+    const mid = transceiver.mid ?? "";
+    const binding = this.#bindings.get(mid);
+    const codec = transceiver.codecs.find((c) => c.payloadType === payloadType);
+    if (!binding || !codec || this.#published.has(mid)) return undefined;
+    const kind = transceiver.kind === "audio" ? "audio" : "video";
+    const receiver = transceiver.receiver;
+    const track = new Track(
+      this.#describeTrack(binding, codec, kind),
+      this.id,
+      {
+        requestKeyframe: () => void receiver.sendRtcpPLI(ssrc),
+        sendNack: (lost) => {
+          const nack = new RtcpTransportLayerFeedback({
+            feedback: new GenericNack({
+              senderSsrc: receiver.rtcpSsrc,
+              mediaSourceSsrc: ssrc,
+              lost,
+            }),
+          });
+          receiver.dtlsTransport?.sendRtcp([nack]).catch(() => {});
+        },
+      },
+    );
+    this.#published.set(mid, track);
+    this.#router.publish(track);
+    return track;
+  }
+
+  /** The remote (un)muted a track it publishes, by its own id. */
+  setMuted(localId: string, muted: boolean): boolean {
+    for (const [mid, track] of this.#published) {
+      if (this.#bindings.get(mid)?.localId !== localId) continue;
+      if (track.description.muted !== muted) {
+        track.description.muted = muted;
+        this.#router.updated(track);
+      }
+      return true;
+    }
+    return false;
+  }
+
+  // ---- subscribing: our send PeerConnection ----
+
+  subscribe(trackIds: string[]): void {
+    for (const trackId of trackIds) {
+      if (!this.#subscriptions.has(trackId)) this.#wanted.add(trackId);
+    }
+    this.#applyChanges();
+  }
+
+  /** Adds and removes transceivers only while no offer is outstanding:
+   * werift gives a transceiver added mid-negotiation a transport of its own
+   * that never starts, which fails the whole PeerConnection. */
+  #applyChanges(): void {
+    if (this.#negotiating || this.#closed) return;
+    let changed = this.#stopping.length > 0;
+    for (const transceiver of this.#stopping) transceiver.stop();
+    this.#stopping = [];
+    for (const trackId of this.#wanted) {
+      if (this.#subscriptions.has(trackId)) continue;
+      const track = this.#router.subscribable(this.id, trackId);
+      if (!track) {
+        this.#events.notice(
+          "track-ended",
+          "That track is no longer available.",
+          trackId,
+        );
+        continue;
+      }
+      const leg = this.#send ??= this.#createSendLeg();
+      const transceiver = leg.pc.addTransceiver(track.description.kind, {
+        direction: "sendonly",
+      });
+      transceiver.setCodecPreferences([codecFor(track.description)]);
+      const consumer = new Consumer(track, this.id);
+      consumer.onClose = () => this.#subscriptionEnded(trackId);
+      track.addConsumer(consumer);
+      this.#subscriptions.set(trackId, { consumer, transceiver });
+      changed = true;
+    }
+    this.#wanted.clear();
+    if (changed) void this.#negotiate();
+  }
+
+  unsubscribe(trackIds: string[]): void {
+    for (const trackId of trackIds) {
+      this.#subscriptions.get(trackId)?.consumer.close();
+    }
+  }
+
+  requestKeyframe(trackId: string): void {
+    this.#subscriptions.get(trackId)?.consumer.track.requestKeyframe(
+      performance.now(),
+    );
+  }
+
+  #subscriptionEnded(trackId: string): void {
+    const subscription = this.#subscriptions.get(trackId);
+    if (!subscription) return;
+    this.#subscriptions.delete(trackId);
+    this.#stopping.push(subscription.transceiver);
+    this.#applyChanges();
+  }
+
+  #createSendLeg(): Leg {
+    const leg = new Leg(this.#network, "send", () => {
+      // Packets before DTLS were dropped, so every stream starts over at a
+      // fresh keyframe now that it can actually be delivered.
+      const now = performance.now();
+      for (const { consumer } of this.#subscriptions.values()) {
+        if (consumer.active) consumer.restart(now);
+      }
+    }, this.#fail);
+    this.#output = {
+      get ready() {
+        return leg.ready;
+      },
+      sendRtp(payload, header) {
+        // deno-lint-ignore no-explicit-any
+        leg.dtls?.sendRtp(payload as any, header);
+      },
+    };
+    this.#senderReportTimer = setInterval(
+      () => this.#sendSenderReports(),
+      SENDER_REPORT_INTERVAL_MS,
+    );
+    return leg;
+  }
+
+  async #negotiate(): Promise<void> {
+    const leg = this.#send;
+    if (!leg || this.#closed) return;
+    this.#negotiating = true;
+    try {
+      const offer = await leg.pc.createOffer();
+      await leg.pc.setLocalDescription(offer);
+      const tracks: { mid: string; track: Track }[] = [];
+      this.#offered.clear();
+      for (const [trackId, { consumer, transceiver }] of this.#subscriptions) {
+        if (transceiver.mid !== null) {
+          tracks.push({ mid: transceiver.mid, track: consumer.track });
+          this.#offered.add(trackId);
+        }
+      }
+      this.#events.offer(
+        addPublicAddressCandidates(
+          leg.pc.localDescription!.sdp,
+          this.#network.publicIp,
+        ),
+        tracks,
+      );
+    } catch (error) {
+      this.#negotiating = false;
+      this.#fail(`could not make an offer: ${(error as Error).message}`);
+    }
+  }
+
+  async handleAnswer(sdp: string): Promise<void> {
+    const leg = this.#send;
+    if (!leg || !this.#negotiating) {
+      throw new Error("answer received but no offer is outstanding");
+    }
+    await leg.pc.setRemoteDescription({ type: "answer", sdp });
+    this.#negotiating = false;
+    for (const [trackId, { consumer, transceiver }] of this.#subscriptions) {
+      // Subscriptions added since the offer are settled by the next answer.
+      if (consumer.active || !this.#offered.has(trackId)) continue;
+      const codec = transceiver.sender.codec;
+      const wanted = consumer.track.description.mimeType.toLowerCase();
+      if (
+        transceiver.stopped || !codec ||
+        codec.mimeType.toLowerCase() !== wanted
+      ) {
+        this.#events.notice(
+          "codec-unsupported",
+          `This device cannot receive ${
+            codecName(consumer.track.description.mimeType)
+          } ${consumer.track.description.kind} from ${consumer.track.description.participantName}, so that track is not shown.`,
+          trackId,
+        );
+        consumer.close();
+        continue;
+      }
+      consumer.activate(
+        this.#output!,
+        transceiver.sender.ssrc,
+        codec.payloadType,
+      );
+      transceiver.sender.onRtcp.subscribe((packet: RtcpPacket) =>
+        consumer.handleRtcp(packet, performance.now())
+      );
+    }
+    this.#applyChanges();
+  }
+
+  #sendSenderReports(): void {
+    const dtls = this.#send?.dtls;
+    if (!dtls || !this.#send?.ready) return;
+    const ntp = ntpTime();
+    const now = performance.now();
+    let batch: RtcpSrPacket[] = [];
+    for (const { consumer } of this.#subscriptions.values()) {
+      const report = consumer.senderReport(ntp, now);
+      if (report === undefined) continue;
+      batch.push(report);
+      if (batch.length === REPORTS_PER_PACKET) {
+        dtls.sendRtcp(batch).catch(() => {});
+        batch = [];
+      }
+    }
+    if (batch.length > 0) dtls.sendRtcp(batch).catch(() => {});
+  }
+
+  // ---- both ----
+
+  async addRemoteCandidate(
+    remoteLeg: "send" | "receive",
+    candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?: number },
+  ): Promise<void> {
+    // The remote's send PeerConnection talks to our receive one.
+    const leg = remoteLeg === "send" ? this.#receive : this.#send;
+    if (!leg) {
+      throw new Error(`no ${remoteLeg} connection to add a candidate to`);
+    }
+    await leg.pc.addIceCandidate(candidate);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#senderReportTimer);
+    for (const { consumer } of this.#subscriptions.values()) consumer.close();
+    this.#subscriptions.clear();
+    for (const track of this.#published.values()) {
+      this.#router.unpublish(track.id);
+    }
+    this.#published.clear();
+    this.#receive?.close();
+    this.#send?.close();
+  }
+}
+
+const NTP_EPOCH_OFFSET_MS = 2208988800000;
+const ntpToMs = (ntp: bigint) =>
+  Number(ntp >> 32n) * 1000 + Number(ntp & 0xffffffffn) / 4294967.296 -
+  NTP_EPOCH_OFFSET_MS;
+
+const codecName = (mimeType: string) => {
+  const name = mimeType.split("/")[1] ?? mimeType;
+  return name.toUpperCase() === "H264" ? "H.264" : name.toUpperCase();
+};
+
+const profileOf = (fmtp: string | undefined) =>
+  /profile-level-id=([0-9a-f]{6})/i.exec(fmtp ?? "")?.[1].toLowerCase();
+
+/** The codec to offer a subscriber for a track: the publisher's own, under
+ * the payload type Umbrella uses for it (H.264 matched on its profile). */
+export function codecFor(description: TrackDescription): RTCRtpCodecParameters {
+  const mime = description.mimeType.toLowerCase();
+  const candidates = supportedCodecs()[description.kind].filter((c) =>
+    c.mimeType.toLowerCase() === mime
+  );
+  const profile = profileOf(description.fmtp);
+  const match = candidates.find((c) => profileOf(c.parameters) === profile) ??
+    candidates[0];
+  if (match && mime !== "video/h264") return match;
+  return new RTCRtpCodecParameters({
+    mimeType: description.mimeType,
+    clockRate: description.clockRate,
+    channels: description.channels || undefined,
+    payloadType: match?.payloadType ?? 120,
+    rtcpFeedback: match?.rtcpFeedback ?? [],
+    parameters: description.fmtp || match?.parameters,
+  });
+}
