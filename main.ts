@@ -1,0 +1,61 @@
+// Umbrella: a multi-site WebRTC SFU. `deno task start` runs this.
+import { startNode } from "./server/app.ts";
+import { ConfigError, ConfigExit, loadConfig } from "./server/config.ts";
+import { log, setLogFormat, setLogLevel } from "./server/log.ts";
+import { localAddresses } from "./server/net.ts";
+import { VERSION } from "./server/version.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = await loadConfig(Deno.args, Deno.env.toObject());
+  } catch (error) {
+    if (error instanceof ConfigExit) {
+      console.log(error.output);
+      return 0;
+    }
+    if (error instanceof ConfigError) {
+      console.error(`umbrella: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+  setLogLevel(config.logLevel);
+  setLogFormat(config.logFormat);
+
+  const node = await startNode(config);
+  const scheme = config.cloud ? "http" : "https";
+  const prefix = config.httpPrefix;
+  const port = node.port;
+  log.info("listening", {
+    url: `${node.origin}${prefix}/`,
+    version: VERSION,
+    site: config.name,
+    nodeId: node.nodeId,
+    mode: config.cloud
+      ? "cloud (plain HTTP behind a TLS proxy)"
+      : "local (HTTPS)",
+  });
+  const wildcard = config.listenHost === "0.0.0.0" ||
+    config.listenHost === "::";
+  const hosts = config.publicHost
+    ? [config.publicHost]
+    : wildcard
+    ? [`${Deno.hostname()}.local`, ...localAddresses()]
+    : [config.listenHost];
+  for (const host of hosts) {
+    const shown = host.includes(":") ? `[${host}]` : host;
+    log.info(`open ${scheme}://${shown}:${port}${prefix}/sfu`);
+  }
+
+  const stop = Promise.withResolvers<string>();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop.resolve(signal));
+  }
+  const signal = await stop.promise;
+  log.info("shutting down", { signal });
+  await node.shutdown();
+  return 0;
+}
+
+Deno.exit(await main());

@@ -1,0 +1,275 @@
+// Assembles a running Umbrella node: the router, the signalling endpoint,
+// the JSON API, the embedded UI, health and metrics, all under the HTTP
+// prefix, on plain HTTP (cloud mode, behind a TLS proxy) or HTTPS.
+import { Router } from "../media/router.ts";
+import type { MediaNetworkOptions } from "../media/rtc_config.ts";
+import { uiAsset } from "../ui/assets.ts";
+import { ensureCertificate, loadCertificateFiles } from "./cert.ts";
+import type { Config } from "./config.ts";
+import { loadNodeIdentity } from "./identity.ts";
+import { log } from "./log.ts";
+import { renderMetrics } from "./metrics.ts";
+import { localAddresses } from "./net.ts";
+import { InvalidRemoteError, redactUrl, RemoteStore } from "./servers.ts";
+import { CloseCode, type NodeContext, SignallingSession } from "./session.ts";
+import { VERSION } from "./version.ts";
+
+export interface RunningNode {
+  readonly port: number;
+  readonly origin: string;
+  readonly nodeId: string;
+  readonly context: NodeContext;
+  shutdown(): Promise<void>;
+}
+
+const json = (body: unknown, status = 200) =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+
+export async function startNode(config: Config): Promise<RunningNode> {
+  await Deno.mkdir(config.dataDir, { recursive: true });
+  const { nodeId } = await loadNodeIdentity(config.dataDir);
+  const hostname = Deno.hostname();
+  const tls = config.cloud
+    ? undefined
+    : config.cert && config.key
+    ? await loadCertificateFiles(config.cert, config.key)
+    : await ensureCertificate({
+      dataDir: config.dataDir,
+      hostnames: [hostname, `${hostname}.local`, "localhost"],
+      ipAddresses: ["127.0.0.1", "::1", ...localAddresses()],
+    });
+  if (tls?.generated) {
+    log.info("generated a self-signed certificate", {
+      dataDir: config.dataDir,
+      fingerprint: tls.fingerprintSha256,
+    });
+  }
+
+  const remotes = new RemoteStore(config.dataDir);
+  await remotes.load([...(config.trunks ?? []), ...(config.cameras ?? [])]);
+
+  const network: MediaNetworkOptions = {
+    iceAddresses: config.iceAddresses,
+    publicIp: config.publicIp,
+    portRange: config.minPort && config.maxPort
+      ? [config.minPort, config.maxPort]
+      : undefined,
+    iceServers: config.iceServers.map((urls) =>
+      urls.startsWith("turn")
+        ? {
+          urls,
+          username: config.turnUsername,
+          credential: config.turnCredential,
+        }
+        : { urls }
+    ),
+  };
+  const router = new Router();
+  const context: NodeContext = {
+    router,
+    nodeId,
+    site: config.name,
+    version: VERSION,
+    network,
+  };
+  const sessions = new Set<SignallingSession>();
+  const startedAt = Date.now();
+  const prefix = config.httpPrefix;
+
+  const status = () => ({
+    node: {
+      id: nodeId,
+      name: config.name,
+      site: config.name,
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      cloud: config.cloud,
+      certificateFingerprint: tls?.fingerprintSha256 ?? null,
+    },
+    peers: [...sessions].filter((s) => s.peer).map((s) => {
+      const states = s.peer!.connectionStates;
+      return {
+        id: s.id,
+        name: s.name,
+        kind: s.kind,
+        site: config.name,
+        state: states.receive ?? states.send ?? "new",
+        connectedSeconds: Math.round((Date.now() - s.connectedAtMs) / 1000),
+        tracksPublished: [...s.peer!.publishedTracks].length,
+        tracksSubscribed: [...s.peer!.subscriptions].length,
+      };
+    }),
+    tracks: [...router.tracks.values()].map((track) => {
+      const d = track.description;
+      return {
+        id: d.id,
+        kind: d.kind,
+        mimeType: d.mimeType,
+        participantId: d.participantId,
+        participantName: d.participantName,
+        site: d.site,
+        source: d.source,
+        label: d.label,
+        muted: d.muted,
+        bitrateBps: track.bitrateBps(performance.now()),
+        packetsReceived: track.packetsReceived,
+        packetsLost: track.packetsLost,
+        lossFraction: track.packetsReceived > 0
+          ? track.packetsLost / (track.packetsReceived + track.packetsLost)
+          : 0,
+        subscribers: track.consumers.length,
+      };
+    }),
+    trunks: [],
+    cameras: [],
+  });
+
+  const remoteView = (entry: (ReturnType<RemoteStore["list"]>)[number]) => ({
+    id: entry.id,
+    url: redactUrl(entry.url),
+    kind: entry.kind,
+    state: "idle",
+    lastError: null,
+    retryInSeconds: null,
+    detail: entry.fingerprint ? { fingerprint: entry.fingerprint } : {},
+  });
+
+  const api = async (request: Request, path: string): Promise<Response> => {
+    if (path === "/api/status" && request.method === "GET") {
+      return json(status());
+    }
+    if (path === "/api/servers") {
+      if (request.method === "GET") {
+        return json({ servers: remotes.list().map(remoteView) });
+      }
+      if (request.method === "POST") {
+        let body: { url?: unknown; fingerprint?: unknown };
+        try {
+          body = await request.json();
+        } catch {
+          return json({
+            error:
+              'the request body must be JSON like {"url": "wss://host:8081/wsb"}',
+          }, 400);
+        }
+        try {
+          const entry = await remotes.add(body ?? {});
+          log.info("remote source added", {
+            kind: entry.kind,
+            url: redactUrl(entry.url),
+          });
+          return json({ server: remoteView(entry) }, 201);
+        } catch (error) {
+          if (error instanceof InvalidRemoteError) {
+            return json({ error: error.message }, 400);
+          }
+          throw error;
+        }
+      }
+      return json({ error: "use GET or POST" }, 405);
+    }
+    const match = path.match(/^\/api\/servers\/([A-Za-z0-9-]+)$/);
+    if (match && request.method === "DELETE") {
+      return (await remotes.remove(match[1]))
+        ? new Response(null, { status: 204 })
+        : json({ error: "no such server" }, 404);
+    }
+    return json({ error: "not found" }, 404);
+  };
+
+  const upgrade = (request: Request, info: Deno.ServeHandlerInfo): Response => {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response(
+        "this endpoint speaks WebSocket (see docs/protocol.md)\n",
+        { status: 426 },
+      );
+    }
+    // The connection's address is gone once it is upgraded.
+    const remote = info.remoteAddr as Deno.NetAddr;
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    const session = new SignallingSession(
+      socket,
+      context,
+      `${remote.hostname}:${remote.port}`,
+    );
+    sessions.add(session);
+    session.onClosed = () => sessions.delete(session);
+    return response;
+  };
+
+  const handler = async (
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+  ): Promise<Response> => {
+    const url = new URL(request.url);
+    if (
+      prefix && url.pathname !== prefix &&
+      !url.pathname.startsWith(`${prefix}/`)
+    ) {
+      return new Response(`Umbrella is served under ${prefix}/\n`, {
+        status: 404,
+      });
+    }
+    const path = url.pathname.slice(prefix.length) || "/";
+    try {
+      if (path === "/") {
+        return Response.redirect(new URL(`${prefix}/sfu`, url), 302);
+      }
+      if (path === "/wsb") return upgrade(request, info);
+      if (path === "/healthz") return json({ ok: true, version: VERSION });
+      if (path === "/metrics") {
+        return new Response(renderMetrics(router, sessions), {
+          headers: {
+            "content-type": "text/plain; version=0.0.4; charset=utf-8",
+          },
+        });
+      }
+      if (path.startsWith("/api/")) return await api(request, path);
+      const asset = request.method === "GET" ? uiAsset(path) : undefined;
+      if (asset) {
+        return new Response(asset.body as BodyInit, {
+          headers: {
+            "content-type": asset.contentType,
+            "cache-control": asset.cacheControl,
+          },
+        });
+      }
+      return new Response("not found\n", { status: 404 });
+    } catch (error) {
+      log.error("request failed", { path, error });
+      return json({ error: "internal error" }, 500);
+    }
+  };
+
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: config.listenHost,
+    port: config.listenPort,
+    ...(tls ? { cert: tls.certPem, key: tls.keyPem } : {}),
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+    onError: (error) => {
+      log.error("request failed", { error });
+      return new Response("internal error\n", { status: 500 });
+    },
+  }, handler);
+  const addr = await listening.promise;
+  const scheme = tls ? "https" : "http";
+
+  return {
+    port: addr.port,
+    origin: `${scheme}://${
+      addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
+    }:${addr.port}`,
+    nodeId,
+    context,
+    async shutdown() {
+      for (const session of sessions) {
+        session.close(CloseCode.shuttingDown, "server shutting down");
+      }
+      await server.shutdown();
+    },
+  };
+}

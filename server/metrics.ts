@@ -1,0 +1,108 @@
+// /metrics in Prometheus text format, computed from the router when scraped
+// so the forwarding path keeps no extra counters for it.
+import type { Router } from "../media/router.ts";
+import type { SignallingSession } from "./session.ts";
+
+type Kind = "audio" | "video";
+const KINDS: Kind[] = ["audio", "video"];
+
+export function renderMetrics(
+  router: Router,
+  sessions: Iterable<SignallingSession>,
+): string {
+  const totals = router.totals();
+  const peersByKind = new Map<string, number>();
+  for (const session of sessions) {
+    if (!session.peer) continue;
+    peersByKind.set(session.kind, (peersByKind.get(session.kind) ?? 0) + 1);
+  }
+  const tracksByKind = { audio: 0, video: 0 };
+  for (const track of router.tracks.values()) {
+    tracksByKind[track.description.kind]++;
+  }
+  const memory = Deno.memoryUsage();
+  const lines: string[] = [];
+  const family = (name: string, type: string, help: string) =>
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+
+  family("umbrella_peers", "gauge", "Connected peers by kind.");
+  for (const kind of ["browser", "client", "node", "camera"]) {
+    lines.push(`umbrella_peers{kind="${kind}"} ${peersByKind.get(kind) ?? 0}`);
+  }
+  family("umbrella_tracks", "gauge", "Published tracks by media kind.");
+  for (const kind of KINDS) {
+    lines.push(`umbrella_tracks{kind="${kind}"} ${tracksByKind[kind]}`);
+  }
+  family(
+    "umbrella_subscriptions",
+    "gauge",
+    "Forwarded streams (one per subscriber per track).",
+  );
+  for (const kind of KINDS) {
+    lines.push(
+      `umbrella_subscriptions{kind="${kind}"} ${totals[kind].consumers}`,
+    );
+  }
+
+  const counters: [string, string, keyof typeof totals.audio][] = [
+    [
+      "umbrella_packets_in_total",
+      "RTP packets received from publishers.",
+      "packetsIn",
+    ],
+    [
+      "umbrella_bytes_in_total",
+      "RTP payload bytes received from publishers.",
+      "bytesIn",
+    ],
+    [
+      "umbrella_packets_out_total",
+      "RTP packets forwarded to subscribers, retransmissions included.",
+      "packetsOut",
+    ],
+    [
+      "umbrella_bytes_out_total",
+      "RTP payload bytes forwarded to subscribers.",
+      "bytesOut",
+    ],
+    [
+      "umbrella_retransmissions_total",
+      "Packets resent to subscribers in answer to their NACKs.",
+      "retransmitted",
+    ],
+    [
+      "umbrella_nacks_upstream_total",
+      "Sequence numbers NACKed to publishers (each once).",
+      "nackedUpstream",
+    ],
+    [
+      "umbrella_keyframe_requests_total",
+      "Keyframe requests sent to publishers.",
+      "keyframeRequests",
+    ],
+    [
+      "umbrella_forwarding_errors_total",
+      "Retransmissions that could not be served because the packet was not in the cache.",
+      "nackMisses",
+    ],
+  ];
+  for (const [name, help, key] of counters) {
+    family(name, "counter", help);
+    for (const kind of KINDS) {
+      lines.push(`${name}{kind="${kind}"} ${totals[kind][key]}`);
+    }
+  }
+  family(
+    "umbrella_process_resident_memory_bytes",
+    "gauge",
+    "Resident set size of the process.",
+  );
+  lines.push(`umbrella_process_resident_memory_bytes ${memory.rss}`);
+  family(
+    "umbrella_process_heap_used_bytes",
+    "gauge",
+    "JavaScript heap in use.",
+  );
+  lines.push(`umbrella_process_heap_used_bytes ${memory.heapUsed}`);
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,328 @@
+// The SFU end to end: a real Umbrella process on loopback and real werift
+// participants speaking the real protocol over a real WebSocket.
+import assert from "node:assert/strict";
+import { metric, startServer } from "./support/server.ts";
+import { waitFor, WeriftClient } from "./support/werift_client.ts";
+import { MediaKind } from "../proto/messages.ts";
+import { encodeEnvelope } from "../proto/codec.ts";
+
+const tracksFrom = (client: WeriftClient, participantId: string) =>
+  [...client.received.values()].filter((t) =>
+    t.info.participantId === participantId
+  );
+
+Deno.test("three participants each receive exactly the other two participants' four tracks, unchanged", async () => {
+  const server = await startServer();
+  const clients: WeriftClient[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const client = await WeriftClient.connect(server.wsUrl, `p${i}`);
+      clients.push(client);
+      await client.publish({ audio: true, video: "vp8", tag: i * 16 });
+    }
+    await waitFor(
+      "every participant to receive 4 tracks with media",
+      () =>
+        clients.every((c) =>
+          c.received.size === 4 &&
+          [...c.received.values()].every((t) => t.packets >= 20)
+        ),
+      20_000,
+    );
+    for (const [i, client] of clients.entries()) {
+      assert.equal(
+        client.announced.size,
+        4,
+        `${client.name} is offered exactly 4 tracks`,
+      );
+      const others = clients.filter((c) => c !== client);
+      for (const other of others) {
+        const tracks = tracksFrom(client, other.peerId);
+        assert.equal(
+          tracks.length,
+          2,
+          `${client.name} receives 2 tracks of ${other.name}`,
+        );
+        assert.deepEqual(tracks.map((t) => t.info.kind).sort(), [
+          MediaKind.Audio,
+          MediaKind.Video,
+        ]);
+      }
+      assert.equal(
+        tracksFrom(client, client.peerId).length,
+        0,
+        "nothing is looped back",
+      );
+      const candidates = client.lastOfferSdp.match(/^a=candidate:.*$/gm) ?? [];
+      assert.ok(candidates.length > 0);
+      for (const line of candidates) {
+        assert.match(
+          line,
+          / 127\.0\.0\.1 \d+ typ host/,
+          "media stays on the pinned address",
+        );
+      }
+      for (const track of client.received.values()) {
+        assert.ok(
+          track.intact,
+          `payload bytes of ${track.info.id} arrive unchanged`,
+        );
+        const publisher = clients.findIndex((c) =>
+          c.peerId === track.info.participantId
+        );
+        const expectedTag = publisher * 16 +
+          (track.info.kind === MediaKind.Video ? 1 : 0);
+        assert.deepEqual(
+          [...track.tags],
+          [expectedTag],
+          "each track carries its publisher's media only",
+        );
+        assert.notEqual(publisher, i);
+      }
+    }
+    assert.equal(await metric(server, "umbrella_tracks"), 6);
+    assert.equal(await metric(server, "umbrella_subscriptions"), 12);
+    assert.ok(await metric(server, "umbrella_packets_out_total") > 0);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.stop();
+  }
+});
+
+Deno.test("a participant who leaves has its tracks withdrawn from the others", async () => {
+  const server = await startServer();
+  const [a, b] = [
+    await WeriftClient.connect(server.wsUrl, "a"),
+    await WeriftClient.connect(server.wsUrl, "b"),
+  ];
+  try {
+    await a.publish({ audio: true, video: "vp8", tag: 0 });
+    await waitFor(
+      "b to receive a's media",
+      () =>
+        b.received.size === 2 &&
+        [...b.received.values()].every((t) => t.packets > 5),
+    );
+    const ids = [...b.announced.keys()];
+    await a.close("leaving");
+    await waitFor(
+      "b to be told a's tracks ended",
+      () => ids.every((id) => b.withdrawn.has(id)),
+      5000,
+    );
+    assert.equal(b.announced.size, 0);
+    const status = await (await fetch(`${server.origin}/api/status`)).json();
+    assert.equal(status.tracks.length, 0);
+    assert.deepEqual(status.peers.map((p: { name: string }) => p.name), ["b"]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await server.stop();
+  }
+});
+
+Deno.test("a participant whose ICE dies is cleaned up within 10 s and the others are told", async () => {
+  const server = await startServer();
+  const [a, b] = [
+    await WeriftClient.connect(server.wsUrl, "a"),
+    await WeriftClient.connect(server.wsUrl, "b"),
+  ];
+  try {
+    await a.publish({ audio: true, video: "vp8", tag: 0 });
+    await b.publish({ audio: true, tag: 16 });
+    await waitFor(
+      "media both ways",
+      () => a.received.size === 1 && b.received.size === 2,
+    );
+    const ids = [...b.announced.keys()];
+    const cutAt = performance.now();
+    await a.killIce();
+    await waitFor(
+      "a's tracks to be withdrawn",
+      () => ids.every((id) => b.withdrawn.has(id)),
+      15_000,
+    );
+    const elapsed = performance.now() - cutAt;
+    assert.ok(
+      elapsed < 12_000,
+      `cleaned up ${Math.round(elapsed)} ms after the cut`,
+    );
+    await waitFor(
+      "a's signalling to be closed",
+      () => a.closed !== undefined,
+      5000,
+    );
+    assert.equal(a.closed!.code, 4010);
+    assert.match(a.closed!.reason, /nothing received|failed/);
+    assert.ok(b.socketOpen, "b stays connected");
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await server.stop();
+  }
+});
+
+Deno.test("hostile frames close only their own connection, with a reason, while media flows on", async () => {
+  const server = await startServer();
+  const publisher = await WeriftClient.connect(server.wsUrl, "publisher");
+  const watcher = await WeriftClient.connect(server.wsUrl, "watcher");
+  try {
+    await publisher.publish({ audio: true, video: "vp8", tag: 0 });
+    await waitFor("watcher receives media", () => watcher.received.size === 2);
+    const cases: [string, Uint8Array | string, number, RegExp][] = [
+      [
+        "garbage bytes",
+        Uint8Array.from([0xff, 0xff, 0xff, 0x0f, 0x01]),
+        4003,
+        /malformed/,
+      ],
+      ["an empty envelope", new Uint8Array(0), 4003, /empty envelope/],
+      ["a text frame", "hello?", 1003, /binary/],
+      ["an oversized frame", new Uint8Array(300 * 1024), 1009, /exceeds/],
+      [
+        "an answer with no offer",
+        encodeEnvelope({ answer: { sdp: "v=0\r\n" } }),
+        4003,
+        /no offer/,
+      ],
+    ];
+    for (const [what, frame, code, reason] of cases) {
+      const attacker = await WeriftClient.connect(server.wsUrl, "attacker");
+      attacker.sendRaw(frame);
+      await waitFor(
+        `the server to close on ${what}`,
+        () => attacker.closed !== undefined,
+        5000,
+      );
+      assert.equal(attacker.closed!.code, code, what);
+      assert.match(attacker.closed!.reason, reason, what);
+    }
+    const before = [...watcher.received.values()].map((t) => t.packets);
+    await waitFor(
+      "media to keep flowing to the watcher",
+      () =>
+        [...watcher.received.values()].every((t, i) =>
+          t.packets > before[i] + 10
+        ),
+    );
+    assert.ok(publisher.socketOpen && watcher.socketOpen);
+    const health = await (await fetch(`${server.origin}/healthz`)).json();
+    assert.equal(health.ok, true);
+  } finally {
+    await Promise.all([publisher.close(), watcher.close()]);
+    await server.stop();
+  }
+});
+
+Deno.test("signalling refuses a wrong protocol version or a missing hello with a clear reason", async () => {
+  const server = await startServer();
+  try {
+    for (
+      const [message, code, reason] of [
+        [
+          { hello: { protocolVersion: 9, name: "future" } },
+          4002,
+          /unsupported protocol version 9; this server speaks 1/,
+        ],
+        [{ ping: { nonce: 1 } }, 4001, /first message must be hello/],
+      ] as const
+    ) {
+      const socket = new WebSocket(server.wsUrl);
+      const closed = Promise.withResolvers<CloseEvent>();
+      socket.onopen = () => socket.send(encodeEnvelope(message));
+      socket.onclose = closed.resolve;
+      const timer = setTimeout(
+        () => closed.reject(new Error("not closed within 5 s")),
+        5000,
+      );
+      const event = await closed.promise;
+      clearTimeout(timer);
+      assert.equal(event.code, code);
+      assert.match(event.reason, reason);
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("H.264 is forwarded as H.264, and a subscriber that cannot decode it gets a notice", async () => {
+  const server = await startServer();
+  const publisher = await WeriftClient.connect(server.wsUrl, "camera-person");
+  const capable = await WeriftClient.connect(server.wsUrl, "capable");
+  const vp8Only = await WeriftClient.connect(server.wsUrl, "vp8-only", {
+    receiveVideoCodecs: ["video/VP8"],
+  });
+  try {
+    await publisher.publish({ video: "h264", tag: 0 });
+    await waitFor(
+      "the capable subscriber to receive H.264",
+      () => [...capable.received.values()].some((t) => t.packets > 10),
+    );
+    const track = [...capable.received.values()][0];
+    assert.equal(track.info.mimeType, "video/H264");
+    assert.ok(track.intact);
+    await waitFor(
+      "the VP8-only subscriber to be told",
+      () => vp8Only.notices.length > 0,
+    );
+    assert.equal(vp8Only.notices[0].code, "codec-unsupported");
+    assert.match(
+      vp8Only.notices[0].text!,
+      /cannot receive H\.264 video from camera-person/,
+    );
+    assert.equal(vp8Only.received.size, 0);
+  } finally {
+    await Promise.all([publisher.close(), capable.close(), vp8Only.close()]);
+    await server.stop();
+  }
+});
+
+Deno.test("losses are repaired: publisher-leg losses NACKed upstream once, subscriber NACKs answered from the cache", async () => {
+  const server = await startServer();
+  const publisher = await WeriftClient.connect(server.wsUrl, "lossy-uplink", {
+    outboundLoss: 0.1,
+  });
+  const subscriber = await WeriftClient.connect(
+    server.wsUrl,
+    "lossy-downlink",
+    { inboundLoss: 0.1 },
+  );
+  try {
+    await publisher.publish({ video: "vp8", tag: 0 });
+    await waitFor(
+      "some video to arrive",
+      () => [...subscriber.received.values()].some((t) => t.packets > 150),
+      20_000,
+    );
+    const sent = publisher.sent.get(1)!;
+    const nackedUpstream = await metric(
+      server,
+      "umbrella_nacks_upstream_total",
+      'kind="video"',
+    );
+    const retransmitted = await metric(
+      server,
+      "umbrella_retransmissions_total",
+      'kind="video"',
+    );
+    assert.ok(
+      nackedUpstream > 0,
+      "the SFU NACKs what the publisher's leg lost",
+    );
+    // About 10% of packets are lost on the uplink; once per packet means the
+    // NACKed count stays near that, never a multiple of it.
+    assert.ok(
+      nackedUpstream < sent * 0.25,
+      `NACKed ${nackedUpstream} of ${sent} sent`,
+    );
+    assert.ok(
+      retransmitted > 0,
+      "the SFU answers the subscriber's NACKs itself",
+    );
+    assert.ok(
+      retransmitted < sent * 0.5,
+      `retransmitted ${retransmitted} for ${sent} sent`,
+    );
+  } finally {
+    await Promise.all([publisher.close(), subscriber.close()]);
+    await server.stop();
+  }
+});

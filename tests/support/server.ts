@@ -1,0 +1,156 @@
+// Starts a real Umbrella process for a test: loopback only, a random port, a
+// temporary data directory, media pinned to 127.0.0.1, JSON logs captured.
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+const MAIN = fromFileUrl(new URL("../../main.ts", import.meta.url));
+const CONFIG = fromFileUrl(new URL("../../deno.json", import.meta.url));
+
+export interface ServerProcess {
+  origin: string;
+  /** The signalling WebSocket URL. */
+  wsUrl: string;
+  port: number;
+  dataDir: string;
+  prefix: string;
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+export interface ServerOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  prefix?: string;
+  dataDir?: string;
+  /** Serve plain HTTP (cloud mode); default true, since most tests need no TLS. */
+  cloud?: boolean;
+}
+
+export async function startServer(
+  options: ServerOptions = {},
+): Promise<ServerProcess> {
+  const dataDir = options.dataDir ??
+    await Deno.makeTempDir({ prefix: "umbrella-test-" });
+  const prefix = options.prefix ?? "";
+  const args = [
+    "run",
+    "--config",
+    CONFIG,
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    MAIN,
+    "--listen",
+    "127.0.0.1:0",
+    "--ice-addresses",
+    "127.0.0.1",
+    "--data-dir",
+    dataDir,
+    "--log-format",
+    "json",
+    "--log-level",
+    "debug",
+    ...(options.cloud ?? true ? ["--cloud"] : []),
+    ...(prefix ? ["--http-prefix", prefix] : []),
+    ...(options.args ?? []),
+  ];
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const logs: Record<string, unknown>[] = [];
+  const listening = Promise.withResolvers<string>();
+  const exited = child.status.then((status) => {
+    listening.reject(
+      new Error(
+        `umbrella exited with ${status.code} before listening:\n${
+          JSON.stringify(logs)
+        }`,
+      ),
+    );
+    return status;
+  });
+  (async () => {
+    const lines = child.stderr.pipeThrough(new TextDecoderStream());
+    let pending = "";
+    for await (const chunk of lines) {
+      pending += chunk;
+      let newline;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        try {
+          const entry = JSON.parse(line);
+          logs.push(entry);
+          if (entry.msg === "listening" && typeof entry.url === "string") {
+            listening.resolve(entry.url);
+          }
+        } catch {
+          logs.push({ raw: line });
+        }
+      }
+    }
+  })();
+  const timer = setTimeout(
+    () => listening.reject(new Error("umbrella did not listen within 30 s")),
+    30_000,
+  );
+  let url: string;
+  try {
+    url = await listening.promise;
+  } catch (error) {
+    child.kill("SIGKILL");
+    await exited;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  const parsed = new URL(url);
+  const origin = parsed.origin;
+  return {
+    origin,
+    port: Number(parsed.port),
+    wsUrl: `${origin.replace(/^http/, "ws")}${prefix}/wsb`,
+    dataDir,
+    prefix,
+    logs,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already gone */ }
+      }, 5000);
+      await exited;
+      clearTimeout(killer);
+      if (!options.dataDir) {
+        await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      }
+    },
+  };
+}
+
+/** Reads a Prometheus counter or gauge (summing matching label sets). */
+export async function metric(
+  server: ServerProcess,
+  name: string,
+  labels = "",
+): Promise<number> {
+  const text = await (await fetch(`${server.origin}${server.prefix}/metrics`))
+    .text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const [key, value] = line.split(" ");
+    if (key === name || (key.startsWith(`${name}{`) && key.includes(labels))) {
+      sum += Number(value);
+    }
+  }
+  return sum;
+}
