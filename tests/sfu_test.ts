@@ -326,3 +326,41 @@ Deno.test("losses are repaired: publisher-leg losses NACKed upstream once, subsc
     await server.stop();
   }
 });
+
+Deno.test("ICE uses only the configured port range and announces the public address", async () => {
+  const server = await startServer({
+    args: [
+      "--min-port",
+      "41000",
+      "--max-port",
+      "41100",
+      "--public-ip",
+      "203.0.113.7",
+    ],
+  });
+  const publisher = await WeriftClient.connect(server.wsUrl, "publisher");
+  const watcher = await WeriftClient.connect(server.wsUrl, "watcher");
+  try {
+    await publisher.publish({ audio: true, tag: 0 });
+    await waitFor(
+      "the watcher to receive audio",
+      () => [...watcher.received.values()].some((t) => t.packets > 5),
+    );
+    const candidates = watcher.lastOfferSdp.match(/^a=candidate:.*$/gm) ?? [];
+    const hosts = candidates.filter((l) => l.includes("typ host"));
+    assert.ok(hosts.length > 0);
+    for (const line of hosts) {
+      const port = Number(line.split(" ")[5]);
+      assert.ok(port >= 41000 && port <= 41100, `port ${port} is in the range`);
+    }
+    assert.ok(
+      candidates.some((l) =>
+        / 203\.0\.113\.7 \d+ typ srflx raddr 127\.0\.0\.1 /.test(l)
+      ),
+      "public address announced",
+    );
+  } finally {
+    await Promise.all([publisher.close(), watcher.close()]);
+    await server.stop();
+  }
+});

@@ -112,6 +112,7 @@ export class WeriftClient {
   #timers: ReturnType<typeof setInterval>[] = [];
   #answerWaiter: PromiseWithResolvers<string> | undefined;
   #queue: Promise<void> = Promise.resolve();
+  #leaving = false;
 
   #options: ClientOptions;
 
@@ -193,6 +194,7 @@ export class WeriftClient {
   }
 
   async #handle(message: Envelope): Promise<void> {
+    if (this.#leaving) return;
     if (message.announce) {
       const fresh: string[] = [];
       for (const track of message.announce.tracks ?? []) {
@@ -425,6 +427,7 @@ export class WeriftClient {
   }
 
   async close(reason = "test done"): Promise<void> {
+    this.#leaving = true;
     this.stopMedia();
     if (this.#socket.readyState === WebSocket.OPEN) {
       this.send({ bye: { reason } });
