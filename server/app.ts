@@ -42,10 +42,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
       ipAddresses: ["127.0.0.1", "::1", ...localAddresses()],
     });
   if (tls?.generated) {
-    log.info("generated a self-signed certificate", {
-      dataDir: config.dataDir,
-      fingerprint: tls.fingerprintSha256,
-    });
+    log.info(
+      "made a self-signed certificate; browsers will ask to accept it once",
+      { dataDir: config.dataDir, fingerprint: tls.fingerprintSha256 },
+    );
   }
 
   const remotes = new RemoteStore(config.dataDir);

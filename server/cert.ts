@@ -217,8 +217,6 @@ export async function ensureCertificate(opts: {
       reason,
       file: certFile,
     });
-  } else {
-    log.info("creating a self-signed certificate", { file: certFile });
   }
 
   const made = await generate(opts.hostnames, opts.ipAddresses);
