@@ -77,10 +77,10 @@ export class Router {
     }
   }
 
+  /** Tells every peer, its source included: a trunk that now feeds the
+   * track must learn it no longer gets it from here. */
   updated(track: Track): void {
-    for (const peer of this.peers.values()) {
-      if (peer.id !== track.publisherId) peer.trackUpdated(track);
-    }
+    for (const peer of this.peers.values()) peer.trackUpdated(track);
   }
 
   unpublish(trackId: string): void {

@@ -56,8 +56,9 @@ export class Track {
   readonly isVideo: boolean;
   readonly consumers: Consumer[] = [];
   readonly cache: PacketCache | undefined;
-  /** The peer id of the publisher; its own tracks are never sent back to it. */
-  readonly publisherId: string;
+  /** The peer the track comes from (a participant, or the trunk link its
+   * route uses now); a track is never sent back to it. */
+  publisherId: string;
   #upstream: TrackUpstream;
   #nackGenerator: NackGenerator | undefined;
   #nackScratch: number[] = [];

@@ -24,7 +24,7 @@ import {
   supportedCodecs,
 } from "./rtc_config.ts";
 import type { Router } from "./router.ts";
-import { Track, type TrackDescription } from "./track.ts";
+import { type MediaKind, Track, type TrackDescription } from "./track.ts";
 import { applyWeriftPatches } from "./werift_patches.ts";
 
 /** What the remote said about one transceiver of its offer. */
@@ -49,12 +49,62 @@ export interface WebRtcPeerOptions {
   router: Router;
   network: MediaNetworkOptions;
   events: WebRtcPeerEvents;
-  /** Builds the router's description of a track the remote publishes. */
-  describeTrack(
+  /** Decides which router Track each received stream feeds. */
+  inbound: InboundTracks;
+}
+
+/** The way back to whoever sends a received stream. */
+export interface InboundFeed {
+  /** False once the track takes its packets from elsewhere (a trunk route
+   * moved); packets still arriving on this stream are then dropped. */
+  active: boolean;
+  requestKeyframe(): void;
+  sendNack(lost: number[]): void;
+}
+
+export interface InboundTracks {
+  /** The Track a newly received stream feeds, or undefined to ignore it. */
+  open(
     binding: PublishBinding,
     codec: RTCRtpCodecParameters,
-    kind: "audio" | "video",
-  ): TrackDescription;
+    kind: MediaKind,
+    feed: InboundFeed,
+  ): Track | undefined;
+  /** The remote no longer sends the stream (or the peer is closing). */
+  close(binding: PublishBinding, track: Track, feed: InboundFeed): void;
+}
+
+interface InboundEntry {
+  track: Track;
+  feed: InboundFeed;
+  binding: PublishBinding;
+}
+
+/** Received streams as new tracks published by this peer: what browsers and
+ * programs do when they send their camera and microphone. */
+export function publishedTracks(
+  router: Router,
+  publisherId: string,
+  describe: (
+    binding: PublishBinding,
+    codec: RTCRtpCodecParameters,
+    kind: MediaKind,
+  ) => TrackDescription,
+): InboundTracks {
+  return {
+    open(binding, codec, kind, feed) {
+      const track = new Track(
+        describe(binding, codec, kind),
+        publisherId,
+        feed,
+      );
+      router.publish(track);
+      return track;
+    },
+    close(_binding, track) {
+      router.unpublish(track.id);
+    },
+  };
 }
 
 /** No packet at all (media, RTCP) for this long means the peer is gone:
@@ -135,13 +185,16 @@ export class WebRtcPeer {
   #router: Router;
   #network: MediaNetworkOptions;
   #events: WebRtcPeerEvents;
-  #describeTrack: WebRtcPeerOptions["describeTrack"];
   #receive: Leg | undefined;
   #send: Leg | undefined;
   #output: RtpOutput | undefined;
   #bindings = new Map<string, PublishBinding>();
-  /** Tracks this peer publishes, by transceiver mid. */
-  #published = new Map<string, Track>();
+  /** What each received stream feeds, by transceiver mid. */
+  #inbound = new Map<string, InboundEntry>();
+  #inboundTracks: InboundTracks;
+  #retiredBytesSent = 0;
+  /** Payload bytes received on the receive leg. */
+  mediaBytesReceived = 0;
   #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
   /** Track ids the outstanding offer carries. */
@@ -158,11 +211,21 @@ export class WebRtcPeer {
     this.#router = options.router;
     this.#network = options.network;
     this.#events = options.events;
-    this.#describeTrack = options.describeTrack;
+    this.#inboundTracks = options.inbound;
   }
 
-  get publishedTracks(): Iterable<Track> {
-    return this.#published.values();
+  /** Tracks this peer's received streams feed. */
+  get inboundTracks(): Track[] {
+    return [...this.#inbound.values()].map((entry) => entry.track);
+  }
+
+  /** Payload bytes sent on the send leg, retransmissions included. */
+  get mediaBytesSent(): number {
+    let bytes = this.#retiredBytesSent;
+    for (const { consumer } of this.#subscriptions.values()) {
+      bytes += consumer.bytesSent;
+    }
+    return bytes;
   }
 
   get subscriptions(): Iterable<Consumer> {
@@ -188,10 +251,10 @@ export class WebRtcPeer {
     await leg.pc.setRemoteDescription({ type: "offer", sdp });
     const answer = await leg.pc.createAnswer();
     await leg.pc.setLocalDescription(answer);
-    for (const [mid, track] of this.#published) {
+    for (const [mid, entry] of this.#inbound) {
       if (!this.#bindings.has(mid)) {
-        this.#published.delete(mid);
-        this.#router.unpublish(track.id);
+        this.#inbound.delete(mid);
+        this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
       }
     }
     this.#events.answer(
@@ -210,24 +273,24 @@ export class WebRtcPeer {
     return leg;
   }
 
-  /** A remote track becomes a router Track at its first packet, when its
-   * codec is known from the payload type actually sent. */
+  /** A received stream is bound to a router Track at its first packet,
+   * when its codec is known from the payload type actually sent. */
   #receiveTrack(remote: MediaStreamTrack, transceiver: RTCRtpTransceiver) {
-    let track: Track | undefined;
+    let entry: InboundEntry | undefined;
     // Packets of any other codec are not forwarded under this track's name.
     let payloadType = -1;
     remote.onReceiveRtp.subscribe((rtp) => {
       const header = rtp.header;
-      if (track === undefined) {
-        track = this.#publishTrack(
-          transceiver,
-          header.payloadType,
-          header.ssrc,
-        );
-        if (track === undefined) return;
+      if (entry === undefined) {
+        entry = this.#openInbound(transceiver, header.payloadType, header.ssrc);
+        if (entry === undefined) return;
         payloadType = header.payloadType;
       }
-      if (track.closed || header.payloadType !== payloadType) return;
+      const { track, feed } = entry;
+      if (!feed.active || track.closed || header.payloadType !== payloadType) {
+        return;
+      }
+      this.mediaBytesReceived += rtp.payload.length;
       track.receive(
         header.sequenceNumber,
         header.timestamp,
@@ -238,9 +301,9 @@ export class WebRtcPeer {
       );
     });
     remote.onReceiveRtcp.subscribe((packet) => {
-      if (track && packet.type === RtcpSrPacket.type) {
+      if (entry?.feed.active && packet.type === RtcpSrPacket.type) {
         const sr = (packet as RtcpSrPacket).senderInfo;
-        track.onSenderReport(
+        entry.track.onSenderReport(
           ntpToMs(sr.ntpTimestamp),
           sr.rtpTimestamp,
           performance.now(),
@@ -249,43 +312,42 @@ export class WebRtcPeer {
     });
   }
 
-  #publishTrack(
+  #openInbound(
     transceiver: RTCRtpTransceiver,
     payloadType: number,
     ssrc: number,
-  ): Track | undefined {
+  ): InboundEntry | undefined {
     const mid = transceiver.mid ?? "";
     const binding = this.#bindings.get(mid);
     const codec = transceiver.codecs.find((c) => c.payloadType === payloadType);
-    if (!binding || !codec || this.#published.has(mid)) return undefined;
+    if (!binding || !codec || this.#inbound.has(mid)) return undefined;
     const kind = transceiver.kind === "audio" ? "audio" : "video";
     const receiver = transceiver.receiver;
-    const track = new Track(
-      this.#describeTrack(binding, codec, kind),
-      this.id,
-      {
-        requestKeyframe: () => void receiver.sendRtcpPLI(ssrc),
-        sendNack: (lost) => {
-          const nack = new RtcpTransportLayerFeedback({
-            feedback: new GenericNack({
-              senderSsrc: receiver.rtcpSsrc,
-              mediaSourceSsrc: ssrc,
-              lost,
-            }),
-          });
-          receiver.dtlsTransport?.sendRtcp([nack]).catch(() => {});
-        },
+    const feed: InboundFeed = {
+      active: true,
+      requestKeyframe: () => void receiver.sendRtcpPLI(ssrc),
+      sendNack: (lost) => {
+        const nack = new RtcpTransportLayerFeedback({
+          feedback: new GenericNack({
+            senderSsrc: receiver.rtcpSsrc,
+            mediaSourceSsrc: ssrc,
+            lost,
+          }),
+        });
+        receiver.dtlsTransport?.sendRtcp([nack]).catch(() => {});
       },
-    );
-    this.#published.set(mid, track);
-    this.#router.publish(track);
-    return track;
+    };
+    const track = this.#inboundTracks.open(binding, codec, kind, feed);
+    if (!track) return undefined;
+    const entry = { track, feed, binding };
+    this.#inbound.set(mid, entry);
+    return entry;
   }
 
   /** The remote (un)muted a track it publishes, by its own id. */
   setMuted(localId: string, muted: boolean): boolean {
-    for (const [mid, track] of this.#published) {
-      if (this.#bindings.get(mid)?.localId !== localId) continue;
+    for (const { track, binding } of this.#inbound.values()) {
+      if (binding.localId !== localId) continue;
       if (track.description.muted !== muted) {
         track.description.muted = muted;
         this.#router.updated(track);
@@ -309,6 +371,15 @@ export class WebRtcPeer {
    * that never starts, which fails the whole PeerConnection. */
   #applyChanges(): void {
     if (this.#negotiating || this.#closed) return;
+    if (!this.#send) {
+      if (this.#wanted.size === 0) return;
+      // The data channel goes first, alone, so that it holds the first
+      // m-section and with it the BUNDLE tag for the leg's whole life.
+      this.#send = this.#createSendLeg();
+      void this.#negotiate();
+      return;
+    }
+    const leg = this.#send;
     let changed = this.#stopping.length > 0;
     for (const transceiver of this.#stopping) transceiver.stop();
     this.#stopping = [];
@@ -323,7 +394,6 @@ export class WebRtcPeer {
         );
         continue;
       }
-      const leg = this.#send ??= this.#createSendLeg();
       const transceiver = leg.pc.addTransceiver(track.description.kind, {
         direction: "sendonly",
       });
@@ -354,6 +424,7 @@ export class WebRtcPeer {
     const subscription = this.#subscriptions.get(trackId);
     if (!subscription) return;
     this.#subscriptions.delete(trackId);
+    this.#retiredBytesSent += subscription.consumer.bytesSent;
     this.#stopping.push(subscription.transceiver);
     this.#applyChanges();
   }
@@ -367,6 +438,13 @@ export class WebRtcPeer {
         if (consumer.active) consumer.restart(now);
       }
     }, this.#fail);
+    // A data channel's m-section is never rejected, so as the first one it
+    // stays the BUNDLE tag. Without it, stopping the first media section
+    // moves the tag: browsers then list their candidates under the rejected
+    // section and werift starts a fresh transport for the new tag that never
+    // connects; and with every media section stopped, browsers tear the
+    // transport down.
+    leg.pc.createDataChannel("umbrella");
     this.#output = {
       get ready() {
         return leg.ready;
@@ -487,10 +565,10 @@ export class WebRtcPeer {
     clearInterval(this.#senderReportTimer);
     for (const { consumer } of this.#subscriptions.values()) consumer.close();
     this.#subscriptions.clear();
-    for (const track of this.#published.values()) {
-      this.#router.unpublish(track.id);
+    for (const entry of this.#inbound.values()) {
+      this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
     }
-    this.#published.clear();
+    this.#inbound.clear();
     this.#receive?.close();
     this.#send?.close();
   }

@@ -1,17 +1,33 @@
 // Assembles a running Umbrella node: the router, the signalling endpoint,
 // the JSON API, the embedded UI, health and metrics, all under the HTTP
 // prefix, on plain HTTP (cloud mode, behind a TLS proxy) or HTTPS.
+import { CameraSource } from "../media/camera.ts";
 import { Router } from "../media/router.ts";
+import { TrunkRouting } from "../media/trunk_routing.ts";
 import type { MediaNetworkOptions } from "../media/rtc_config.ts";
 import { uiAsset } from "../ui/assets.ts";
 import { ensureCertificate, loadCertificateFiles } from "./cert.ts";
 import type { Config } from "./config.ts";
 import { loadNodeIdentity } from "./identity.ts";
 import { log } from "./log.ts";
+import { MdnsResponder, resolveMdns } from "./mdns.ts";
 import { renderMetrics } from "./metrics.ts";
 import { localAddresses } from "./net.ts";
-import { InvalidRemoteError, redactUrl, RemoteStore } from "./servers.ts";
-import { CloseCode, type NodeContext, SignallingSession } from "./session.ts";
+import {
+  InvalidRemoteError,
+  redactUrl,
+  type RemoteEntry,
+  type RemoteInput,
+  type RemoteStatus,
+  RemoteStore,
+} from "./servers.ts";
+import {
+  channelFromWebSocket,
+  CloseCode,
+  type NodeContext,
+  SignallingSession,
+} from "./session.ts";
+import { TrunkDialer } from "./trunks.ts";
 import { VERSION } from "./version.ts";
 
 export interface RunningNode {
@@ -21,6 +37,8 @@ export interface RunningNode {
   readonly context: NodeContext;
   shutdown(): Promise<void>;
 }
+
+const MDNS_TIMEOUT_MS = 3000;
 
 const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body), {
@@ -70,12 +88,69 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const router = new Router();
   const context: NodeContext = {
     router,
+    trunks: new TrunkRouting(router, nodeId),
     nodeId,
     site: config.name,
     version: VERSION,
     network,
   };
   const sessions = new Set<SignallingSession>();
+  const track = (session: SignallingSession) => {
+    sessions.add(session);
+    const previous = session.onClosed;
+    session.onClosed = (reason) => {
+      sessions.delete(session);
+      previous?.(reason);
+    };
+  };
+  const resolveLocalName = (host: string) =>
+    /\.local\.?$/i.test(host)
+      ? resolveMdns(host, { timeoutMs: MDNS_TIMEOUT_MS })
+      : Promise.resolve(undefined);
+  // What each entry of the servers list runs: a trunk dialer or a camera.
+  const sources = new Map<
+    string,
+    { start(): void; stop(): unknown; status(): RemoteStatus }
+  >();
+  const dialers = new Map<string, TrunkDialer>();
+  const cameras = new Map<string, CameraSource>();
+  const startSource = (entry: RemoteEntry) => {
+    if (entry.kind === "trunk") {
+      const dialer = new TrunkDialer(entry, context, {
+        onSession: track,
+        resolveHost: resolveLocalName,
+      });
+      dialers.set(entry.id, dialer);
+      sources.set(entry.id, dialer);
+    } else {
+      const camera = new CameraSource(
+        {
+          id: entry.id,
+          url: entry.url,
+          name: entry.name,
+          transport: entry.transport,
+        },
+        router,
+        {
+          site: config.name,
+          nodeId,
+          idleSeconds: entry.idleSeconds ?? config.cameraIdleSeconds,
+          log: log.child({ camera: entry.id }),
+        },
+      );
+      cameras.set(entry.id, camera);
+      sources.set(entry.id, camera);
+    }
+    sources.get(entry.id)!.start();
+  };
+  const stopSource = async (id: string) => {
+    const source = sources.get(id);
+    sources.delete(id);
+    dialers.delete(id);
+    cameras.delete(id);
+    await source?.stop();
+  };
+  for (const entry of remotes.list()) startSource(entry);
   const startedAt = Date.now();
   const prefix = config.httpPrefix;
 
@@ -95,10 +170,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
         id: s.id,
         name: s.name,
         kind: s.kind,
-        site: config.name,
+        site: s.kind === "node" ? s.remoteSite : config.name,
         state: states.receive ?? states.send ?? "new",
         connectedSeconds: Math.round((Date.now() - s.connectedAtMs) / 1000),
-        tracksPublished: [...s.peer!.publishedTracks].length,
+        tracksPublished: s.peer!.inboundTracks.length,
         tracksSubscribed: [...s.peer!.subscriptions].length,
       };
     }),
@@ -123,18 +198,38 @@ export async function startNode(config: Config): Promise<RunningNode> {
         subscribers: track.consumers.length,
       };
     }),
-    trunks: [],
-    cameras: [],
+    trunks: [...sessions].filter((s) => s.kind === "node" && s.peer).map(
+      (s) => ({
+        id: s.id,
+        remoteSite: s.remoteSite,
+        remoteNodeId: s.remoteNodeId,
+        direction: [...dialers.values()].some((d) => d.session === s)
+          ? "outgoing"
+          : "incoming",
+        connectedSeconds: Math.round((Date.now() - s.connectedAtMs) / 1000),
+        tracksIn: s.peer!.inboundTracks.length,
+        tracksOut: [...s.peer!.subscriptions].length,
+        bytesIn: s.peer!.mediaBytesReceived,
+        bytesOut: s.peer!.mediaBytesSent,
+      }),
+    ),
+    cameras: [...cameras.entries()].map(([id, camera]) => ({
+      id,
+      name: camera.name,
+      ...camera.status(),
+    })),
   });
 
   const remoteView = (entry: (ReturnType<RemoteStore["list"]>)[number]) => ({
     id: entry.id,
     url: redactUrl(entry.url),
     kind: entry.kind,
-    state: "idle",
-    lastError: null,
-    retryInSeconds: null,
-    detail: entry.fingerprint ? { fingerprint: entry.fingerprint } : {},
+    ...(sources.get(entry.id)?.status() ?? {
+      state: "idle",
+      lastError: null,
+      retryInSeconds: null,
+      detail: {},
+    }),
   });
 
   const api = async (request: Request, path: string): Promise<Response> => {
@@ -146,7 +241,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         return json({ servers: remotes.list().map(remoteView) });
       }
       if (request.method === "POST") {
-        let body: { url?: unknown; fingerprint?: unknown };
+        let body: RemoteInput;
         try {
           body = await request.json();
         } catch {
@@ -157,6 +252,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         }
         try {
           const entry = await remotes.add(body ?? {});
+          startSource(entry);
           log.info("remote source added", {
             kind: entry.kind,
             url: redactUrl(entry.url),
@@ -173,6 +269,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     }
     const match = path.match(/^\/api\/servers\/([A-Za-z0-9-]+)$/);
     if (match && request.method === "DELETE") {
+      await stopSource(match[1]);
       return (await remotes.remove(match[1]))
         ? new Response(null, { status: 204 })
         : json({ error: "no such server" }, 404);
@@ -190,13 +287,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
     // The connection's address is gone once it is upgraded.
     const remote = info.remoteAddr as Deno.NetAddr;
     const { socket, response } = Deno.upgradeWebSocket(request);
-    const session = new SignallingSession(
-      socket,
-      context,
-      `${remote.hostname}:${remote.port}`,
+    track(
+      new SignallingSession(channelFromWebSocket(socket), context, {
+        remote: `${remote.hostname}:${remote.port}`,
+      }),
     );
-    sessions.add(session);
-    session.onClosed = () => sessions.delete(session);
     return response;
   };
 
@@ -257,6 +352,24 @@ export async function startNode(config: Config): Promise<RunningNode> {
   }, handler);
   const addr = await listening.promise;
   const scheme = tls ? "https" : "http";
+  // Phones on the LAN find a local node by name; a cloud node has real DNS.
+  const mdnsName = hostname.split(".")[0];
+  const mdns = !config.cloud && config.mdns
+    ? await MdnsResponder.start({
+      hostname: mdnsName,
+      addresses: () =>
+        config.iceAddresses.length > 0 ? config.iceAddresses : localAddresses(),
+    }).then((responder) => {
+      log.info(`answering mDNS queries for ${mdnsName}.local`);
+      return responder;
+    }, (error) => {
+      log.warn(
+        `not answering mDNS for ${mdnsName}.local; phones need this node's IP address`,
+        { error },
+      );
+      return undefined;
+    })
+    : undefined;
 
   return {
     port: addr.port,
@@ -266,6 +379,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
     nodeId,
     context,
     async shutdown() {
+      mdns?.close();
+      await Promise.all([...sources.keys()].map(stopSource));
       for (const session of sessions) {
         session.close(CloseCode.shuttingDown, "server shutting down");
       }

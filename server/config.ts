@@ -50,6 +50,8 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: LogFormat;
   mdns: boolean;
+  /** How long a camera keeps streaming with nobody watching; 0: always on. */
+  cameraIdleSeconds: number;
   trunks: string[];
   cameras: string[];
   /** The config file that was read, if any. */
@@ -97,6 +99,10 @@ const SETTINGS = {
   logLevel: { flag: "log-level", env: "UMBRELLA_LOG_LEVEL" },
   logFormat: { flag: "log-format", env: "UMBRELLA_LOG_FORMAT" },
   mdns: { flag: "no-mdns", flagSets: false, env: "UMBRELLA_MDNS" },
+  cameraIdleSeconds: {
+    flag: "camera-idle-seconds",
+    env: "UMBRELLA_CAMERA_IDLE_SECONDS",
+  },
   trunks: {},
   cameras: {},
 } satisfies Record<string, SettingSources>;
@@ -154,10 +160,16 @@ Precedence: flags, then environment, then config file, then defaults.
                              UMBRELLA_LOG_FORMAT         logFormat
       --no-mdns              do not announce this server on the local network
                              UMBRELLA_MDNS=1|0           mdns
+      --camera-idle-seconds N  keep a camera streaming this long after its
+                             last viewer leaves; 0 keeps it always on
+                             (default 30)
+                             UMBRELLA_CAMERA_IDLE_SECONDS cameraIdleSeconds
 
 The config file may also list "trunks" and "cameras" as arrays of URLs.`;
 
 const quote = (value: unknown) => JSON.stringify(value);
+
+const DEFAULT_CAMERA_IDLE_SECONDS = 30;
 
 function labelFor(name: SettingName, source: Source): string {
   const sources: SettingSources = SETTINGS[name];
@@ -230,6 +242,22 @@ function parsePort(value: unknown, label: string): number {
 
 // Lists are comma-separated on the command line and in the environment, but
 // JSON arrays in the config file.
+function parseSeconds(value: unknown, label: string): number {
+  const seconds = typeof value === "number"
+    ? value
+    : typeof value === "string" && /^\d+$/.test(value.trim())
+    ? Number(value)
+    : NaN;
+  if (Number.isInteger(seconds) && seconds >= 0 && seconds <= 86_400) {
+    return seconds;
+  }
+  throw new ConfigError(
+    `${label}: ${
+      quote(value)
+    } is not a number of seconds (expected an integer from 0 to 86400)`,
+  );
+}
+
 function parseList(value: unknown, label: string, source: Source): string[] {
   if (typeof value === "string" && source !== "file") {
     return value.split(",").map((item) => item.trim()).filter((item) =>
@@ -642,6 +670,8 @@ export async function loadConfig(
     logFormat: get("logFormat", parseChoice(LOG_FORMATS, "log format")) ??
       "text",
     mdns: get("mdns", parseBool) ?? true,
+    cameraIdleSeconds: get("cameraIdleSeconds", parseSeconds) ??
+      DEFAULT_CAMERA_IDLE_SECONDS,
     trunks: get("trunks", parseList) ?? [],
     cameras: get("cameras", parseList) ?? [],
     configFile,

@@ -11,6 +11,21 @@ export interface RemoteEntry {
   kind: RemoteKind;
   /** SHA-256 fingerprint to pin a trunk's self-signed certificate. */
   fingerprint?: string;
+  /** A camera's name for participants; its host and path when absent. */
+  name?: string;
+  /** How a camera's RTP travels: interleaved on the RTSP connection
+   * (the default, through any NAT or firewall) or over UDP. */
+  transport?: "tcp" | "udp";
+  /** Overrides the node's camera idle time for this camera; 0: always on. */
+  idleSeconds?: number;
+}
+
+export interface RemoteInput {
+  url?: unknown;
+  fingerprint?: unknown;
+  name?: unknown;
+  transport?: unknown;
+  idleSeconds?: unknown;
 }
 
 export interface RemoteStatus {
@@ -27,9 +42,7 @@ export class InvalidRemoteError extends Error {
 const FINGERPRINT = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
 
 /** Checks an operator's input and says in plain words what is wrong. */
-export function parseRemote(
-  input: { url?: unknown; fingerprint?: unknown },
-): Omit<RemoteEntry, "id"> {
+export function parseRemote(input: RemoteInput): Omit<RemoteEntry, "id"> {
   if (typeof input.url !== "string" || input.url.trim() === "") {
     throw new InvalidRemoteError(
       "give the url of another Umbrella (wss://host:port/wsb) or of a camera (rtsp://user:pass@host/path)",
@@ -72,7 +85,42 @@ export function parseRemote(
       );
     }
   }
-  return { url: text, kind, ...(fingerprint ? { fingerprint } : {}) };
+  const cameraOnly = (field: string) => {
+    if (kind !== "camera") {
+      throw new InvalidRemoteError(`${field} only applies to rtsp:// cameras`);
+    }
+  };
+  const options: Partial<RemoteEntry> = {};
+  if (fingerprint) options.fingerprint = fingerprint;
+  if (input.name !== undefined && input.name !== "") {
+    cameraOnly("a name");
+    if (typeof input.name !== "string" || input.name.trim().length > 64) {
+      throw new InvalidRemoteError(
+        "a camera name is text of 64 characters at most",
+      );
+    }
+    options.name = input.name.trim();
+  }
+  if (input.transport !== undefined && input.transport !== "") {
+    cameraOnly("a transport");
+    if (input.transport !== "tcp" && input.transport !== "udp") {
+      throw new InvalidRemoteError(
+        'the transport is "tcp" (RTP inside the RTSP connection) or "udp"',
+      );
+    }
+    options.transport = input.transport;
+  }
+  if (input.idleSeconds !== undefined && input.idleSeconds !== "") {
+    cameraOnly("idle seconds");
+    const seconds = Number(input.idleSeconds);
+    if (!Number.isInteger(seconds) || seconds < 0 || seconds > 86_400) {
+      throw new InvalidRemoteError(
+        "idle seconds is a whole number from 0 (always on) to 86400",
+      );
+    }
+    options.idleSeconds = seconds;
+  }
+  return { url: text, kind, ...options };
 }
 
 export function redactUrl(text: string): string {
@@ -112,9 +160,7 @@ export class RemoteStore {
     return this.#entries;
   }
 
-  async add(
-    input: { url?: unknown; fingerprint?: unknown },
-  ): Promise<RemoteEntry> {
+  async add(input: RemoteInput): Promise<RemoteEntry> {
     const parsed = parseRemote(input);
     if (this.#entries.some((e) => e.url === parsed.url)) {
       throw new InvalidRemoteError("that URL is already in the list");

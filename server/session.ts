@@ -1,7 +1,8 @@
-// One signalling connection: a WebSocket speaking proto/umbrella.proto,
-// bound to a WebRtcPeer and registered with the router as a peer. Anything
-// wrong the remote sends closes this connection with a reason and touches
-// nothing else.
+// One signalling connection speaking proto/umbrella.proto: a browser or
+// program that connected to us, another node that connected to us, or a
+// node we dialled (a trunk). It is bound to a WebRtcPeer for media and
+// registered with the router as a peer. Anything wrong the remote sends
+// closes this connection with a reason and touches nothing else.
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -23,16 +24,54 @@ import type {
   RouterPeer,
 } from "../media/router.ts";
 import type { MediaNetworkOptions } from "../media/rtc_config.ts";
-import type { Track } from "../media/track.ts";
-import { type PublishBinding, WebRtcPeer } from "../media/webrtc_peer.ts";
+import type { Track, TrackDescription } from "../media/track.ts";
+import type { TrunkRouting } from "../media/trunk_routing.ts";
+import {
+  type InboundTracks,
+  type PublishBinding,
+  publishedTracks,
+  WebRtcPeer,
+} from "../media/webrtc_peer.ts";
 import { log } from "./log.ts";
 
 export interface NodeContext {
   router: Router;
+  trunks: TrunkRouting;
   nodeId: string;
   site: string;
   version: string;
   network: MediaNetworkOptions;
+}
+
+/** A WebSocket, whichever side opened it. */
+export interface SignalChannel {
+  readonly open: boolean;
+  send(data: Uint8Array): void;
+  close(code: number, reason: string): void;
+  onmessage: ((data: Uint8Array | string) => void) | null;
+  onclose: ((code: number, reason: string) => void) | null;
+}
+
+export function channelFromWebSocket(socket: WebSocket): SignalChannel {
+  socket.binaryType = "arraybuffer";
+  const channel: SignalChannel = {
+    get open() {
+      return socket.readyState === WebSocket.OPEN;
+    },
+    send: (data) => socket.send(data),
+    close: (code, reason) => socket.close(code, reason),
+    onmessage: null,
+    onclose: null,
+  };
+  socket.onmessage = (event) =>
+    channel.onmessage?.(
+      typeof event.data === "string"
+        ? event.data
+        : new Uint8Array(event.data as ArrayBuffer),
+    );
+  socket.onclose = (event) => channel.onclose?.(event.code, event.reason);
+  socket.onerror = () => {};
+  return channel;
 }
 
 export const CloseCode = {
@@ -42,6 +81,7 @@ export const CloseCode = {
   expectedHello: 4001,
   unsupportedVersion: 4002,
   malformed: 4003,
+  selfLink: 4005,
   silent: 4008,
   mediaFailed: 4010,
   shuttingDown: 4011,
@@ -50,8 +90,9 @@ export const CloseCode = {
 const SILENCE_CLOSE_MS = 30_000;
 const PING_INTERVAL_MS = 10_000;
 const MAX_IDS_PER_MESSAGE = 256;
-const MAX_TRACKS_PER_OFFER = 16;
+const MAX_TRACKS_PER_OFFER = 64;
 const MAX_NAME_LENGTH = 64;
+const MAX_PATH_LENGTH = 32;
 
 let sessionCounter = 0;
 const newPeerId = () => {
@@ -76,30 +117,47 @@ const PEER_KINDS: Record<number, RouterPeerKind> = {
   [PeerKind.Node]: "node",
 };
 
+export interface SessionOptions {
+  /** Where the connection comes from or goes to, for logs. */
+  remote: string;
+  /** Set when this node opened the connection to another node. */
+  dialed?: boolean;
+}
+
 export class SignallingSession implements RouterPeer {
   readonly id = newPeerId();
   kind: RouterPeerKind = "client";
   name = "";
+  /** The remote node's id and site, for trunks. */
+  remoteNodeId = "";
+  remoteSite = "";
   readonly connectedAtMs = Date.now();
-  #socket: WebSocket;
+  #channel: SignalChannel;
   #context: NodeContext;
+  #dialed: boolean;
   #peer: WebRtcPeer | undefined;
   #queue: Promise<void> = Promise.resolve();
   #lastHeardMs = performance.now();
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  /** Tracks announced to a remote node, so withdrawals are only sent for them. */
+  #announced = new Set<string>();
   #log;
-  onClosed: (() => void) | undefined;
+  onClosed: ((reason: string) => void) | undefined;
+  onReady: (() => void) | undefined;
 
-  constructor(socket: WebSocket, context: NodeContext, remoteAddress: string) {
-    this.#socket = socket;
+  constructor(
+    channel: SignalChannel,
+    context: NodeContext,
+    options: SessionOptions,
+  ) {
+    this.#channel = channel;
     this.#context = context;
-    this.#log = log.child({ peer: this.id, remote: remoteAddress });
-    socket.binaryType = "arraybuffer";
-    socket.onmessage = (event) => this.#onFrame(event.data);
-    socket.onclose = (event) =>
-      this.#teardown(event.reason || `code ${event.code}`);
-    socket.onerror = () => {};
+    this.#dialed = options.dialed ?? false;
+    this.#log = log.child({ peer: this.id, remote: options.remote });
+    channel.onmessage = (data) => this.#onFrame(data);
+    channel.onclose = (code, reason) =>
+      this.#teardown(reason || `connection closed (code ${code})`);
     this.#timer = setInterval(() => {
       if (performance.now() - this.#lastHeardMs > SILENCE_CLOSE_MS) {
         this.close(CloseCode.silent, "nothing heard for 30 s");
@@ -107,6 +165,10 @@ export class SignallingSession implements RouterPeer {
         this.#send({ ping: { nonce: Date.now() } });
       }
     }, PING_INTERVAL_MS);
+    if (this.#dialed) {
+      this.kind = "node";
+      this.#send({ hello: this.#ownHello() });
+    }
   }
 
   get peer(): WebRtcPeer | undefined {
@@ -114,9 +176,7 @@ export class SignallingSession implements RouterPeer {
   }
 
   close(code: number, reason: string): void {
-    if (this.#socket.readyState === WebSocket.OPEN) {
-      this.#socket.close(code, closeReason(reason));
-    }
+    if (this.#channel.open) this.#channel.close(code, closeReason(reason));
     this.#teardown(reason);
   }
 
@@ -125,14 +185,20 @@ export class SignallingSession implements RouterPeer {
     this.#closed = true;
     clearInterval(this.#timer);
     if (this.#peer) {
-      this.#log.info("participant left", { name: this.name, reason });
+      if (this.kind === "node") {
+        this.#log.info("trunk closed", { site: this.remoteSite, reason });
+        // Routed tracks fail over before the router drops this peer's tracks.
+        this.#context.trunks.removeLink(this.id);
+      } else {
+        this.#log.info("participant left", { name: this.name, reason });
+      }
       this.#context.router.removePeer(this.id);
       this.#peer.close();
     }
-    this.onClosed?.();
+    this.onClosed?.(reason);
   }
 
-  #onFrame(data: unknown): void {
+  #onFrame(data: Uint8Array | string): void {
     if (this.#closed) return;
     this.#lastHeardMs = performance.now();
     if (typeof data === "string") {
@@ -144,7 +210,7 @@ export class SignallingSession implements RouterPeer {
     }
     let envelope: Envelope;
     try {
-      envelope = decodeEnvelope(new Uint8Array(data as ArrayBuffer));
+      envelope = decodeEnvelope(data);
     } catch (error) {
       const tooBig = (error as Error).message.includes("exceeds");
       this.#log.warn("bad signalling frame", { error });
@@ -197,8 +263,17 @@ export class SignallingSession implements RouterPeer {
     } else if (message.unsubscribe) {
       peer.unsubscribe(requireIds(message.unsubscribe.trackIds));
     } else if (message.announce) {
-      for (const track of message.announce.tracks ?? []) {
-        if (track.id) peer.setMuted(track.id, track.muted ?? false);
+      for (const info of message.announce.tracks ?? []) {
+        if (this.kind === "node") {
+          this.#context.trunks.announced(this.id, fromTrackInfo(info));
+        } else if (info.id) {
+          peer.setMuted(info.id, info.muted ?? false);
+        }
+      }
+    } else if (message.withdraw) {
+      if (this.kind !== "node") return;
+      for (const trackId of requireIds(message.withdraw.trackIds)) {
+        this.#context.trunks.withdrawn(this.id, trackId);
       }
     } else if (message.keyframeRequest?.trackId) {
       peer.requestKeyframe(message.keyframeRequest.trackId);
@@ -209,6 +284,19 @@ export class SignallingSession implements RouterPeer {
     } else if (message.hello) {
       throw new ProtocolError("hello may only be sent once");
     }
+  }
+
+  #ownHello(): Envelope["hello"] {
+    const context = this.#context;
+    return {
+      protocolVersion: PROTOCOL_VERSION,
+      kind: PeerKind.Node,
+      nodeId: context.nodeId,
+      name: context.site,
+      site: context.site,
+      software: `umbrella/${context.version}`,
+      assignedPeerId: this.#dialed ? undefined : this.id,
+    };
   }
 
   #handleHello(message: Envelope): void {
@@ -226,13 +314,64 @@ export class SignallingSession implements RouterPeer {
       );
       return;
     }
-    this.kind = PEER_KINDS[hello.kind ?? 0] ?? "client";
-    this.name = (hello.name ?? "").trim().slice(0, MAX_NAME_LENGTH) || "Guest";
     const context = this.#context;
+    if (this.#dialed && hello.kind !== PeerKind.Node) {
+      this.close(
+        CloseCode.expectedHello,
+        "the remote is not an Umbrella node",
+      );
+      return;
+    }
+    this.kind = PEER_KINDS[hello.kind ?? 0] ?? "client";
+    this.name = (hello.name ?? "").trim().slice(0, MAX_NAME_LENGTH) ||
+      "Guest";
+    let inbound: InboundTracks;
+    if (this.kind === "node") {
+      if (!/^[0-9a-f]{8,64}$/.test(hello.nodeId ?? "")) {
+        throw new ProtocolError("a node's hello must carry its node id");
+      }
+      if (hello.nodeId === context.nodeId) {
+        this.close(
+          CloseCode.selfLink,
+          "this trunk leads back to the same node",
+        );
+        return;
+      }
+      this.remoteNodeId = hello.nodeId!;
+      this.remoteSite = (hello.site ?? "").slice(0, MAX_NAME_LENGTH);
+      inbound = context.trunks.inboundFor(this.id);
+      context.trunks.addLink({
+        linkId: this.id,
+        subscribe: (trackIds) => this.#send({ subscribe: { trackIds } }),
+        unsubscribe: (trackIds) => this.#send({ unsubscribe: { trackIds } }),
+      });
+    } else {
+      inbound = publishedTracks(
+        context.router,
+        this.id,
+        (binding, codec, kind): TrackDescription => ({
+          id: `${this.id}:${binding.localId}`,
+          kind,
+          mimeType: codec.mimeType,
+          fmtp: codec.parameters ?? "",
+          clockRate: codec.clockRate,
+          channels: codec.channels ?? 0,
+          participantId: this.id,
+          participantName: this.name,
+          site: context.site,
+          originNodeId: context.nodeId,
+          path: [context.nodeId],
+          source: "participant",
+          label: binding.label,
+          muted: binding.muted,
+        }),
+      );
+    }
     this.#peer = new WebRtcPeer({
       id: this.id,
       router: context.router,
       network: context.network,
+      inbound,
       events: {
         offer: (sdp, tracks) =>
           this.#send({
@@ -257,52 +396,50 @@ export class SignallingSession implements RouterPeer {
           this.close(CloseCode.mediaFailed, reason);
         },
       },
-      describeTrack: (binding, codec, kind) => ({
-        id: `${this.id}:${binding.localId}`,
-        kind,
-        mimeType: codec.mimeType,
-        fmtp: codec.parameters ?? "",
-        clockRate: codec.clockRate,
-        channels: codec.channels ?? 0,
-        participantId: this.id,
-        participantName: this.name,
-        site: context.site,
-        originNodeId: context.nodeId,
-        path: [context.nodeId],
-        source: "participant",
-        label: binding.label,
-        muted: binding.muted,
-      }),
     });
-    this.#send({
-      hello: {
-        protocolVersion: PROTOCOL_VERSION,
-        kind: PeerKind.Node,
-        nodeId: context.nodeId,
-        name: context.site,
-        site: context.site,
-        software: `umbrella/${context.version}`,
-        assignedPeerId: this.id,
-      },
-    });
-    this.#log.info("participant joined", { name: this.name, kind: this.kind });
+    if (!this.#dialed) this.#send({ hello: this.#ownHello() });
+    if (this.kind === "node") {
+      this.#log.info("trunk connected", {
+        site: this.remoteSite,
+        node: this.remoteNodeId,
+        direction: this.#dialed ? "outgoing" : "incoming",
+      });
+    } else {
+      this.#log.info("participant joined", {
+        name: this.name,
+        kind: this.kind,
+      });
+    }
     context.router.addPeer(this);
+    this.onReady?.();
   }
 
   #send(message: Envelope): void {
-    if (this.#socket.readyState !== WebSocket.OPEN) return;
-    this.#socket.send(encodeEnvelope(message));
+    if (!this.#channel.open) return;
+    this.#channel.send(encodeEnvelope(message));
+  }
+
+  /** A node is never told of a track whose path already contains it: it
+   * would refuse it anyway, and the track may be coming from it. */
+  #announceable(track: Track): boolean {
+    if (this.kind !== "node") return track.publisherId !== this.id;
+    return track.publisherId !== this.id &&
+      !track.description.path.includes(this.remoteNodeId);
   }
 
   trackAdded(track: Track): void {
+    if (!this.#announceable(track)) return;
+    this.#announced.add(track.id);
     this.#send({ announce: { tracks: [toTrackInfo(track)] } });
   }
 
   trackUpdated(track: Track): void {
-    this.trackAdded(track);
+    if (this.#announceable(track)) this.trackAdded(track);
+    else if (this.kind === "node") this.trackRemoved(track);
   }
 
   trackRemoved(track: Track): void {
+    if (this.kind === "node" && !this.#announced.delete(track.id)) return;
     this.#send({ withdraw: { trackIds: [track.id] } });
   }
 }
@@ -326,6 +463,45 @@ export function toTrackInfo(track: Track): TrackInfo {
       : TrackSource.Participant,
     label: d.label,
     muted: d.muted,
+  };
+}
+
+const SUPPORTED_MIME = /^(audio\/(opus|pcmu|pcma)|video\/(vp8|h264))$/i;
+
+/** A track another node announced, checked before routing trusts it. */
+export function fromTrackInfo(info: TrackInfo): TrackDescription {
+  const id = requireText(info.id, "track id");
+  const path = info.path ?? [];
+  if (path.length === 0 || path.length > MAX_PATH_LENGTH) {
+    throw new ProtocolError(`track ${id} has no valid path`);
+  }
+  const mimeType = requireText(info.mimeType, "track codec");
+  if (!SUPPORTED_MIME.test(mimeType)) {
+    throw new ProtocolError(`track ${id} has an unsupported codec ${mimeType}`);
+  }
+  const kind = info.kind === MediaKind.Audio ? "audio" : "video";
+  if (!mimeType.toLowerCase().startsWith(kind)) {
+    throw new ProtocolError(
+      `track ${id} is ${kind} but its codec is ${mimeType}`,
+    );
+  }
+  const text = (value: string | undefined) =>
+    (value ?? "").slice(0, MAX_NAME_LENGTH);
+  return {
+    id,
+    kind,
+    mimeType,
+    fmtp: (info.fmtp ?? "").slice(0, 256),
+    clockRate: info.clockRate || (kind === "audio" ? 48000 : 90000),
+    channels: info.channels ?? 0,
+    participantId: text(info.participantId),
+    participantName: text(info.participantName),
+    site: text(info.site),
+    originNodeId: text(info.originNodeId),
+    path: path.map(text),
+    source: info.source === TrackSource.Camera ? "camera" : "participant",
+    label: text(info.label),
+    muted: info.muted ?? false,
   };
 }
 

@@ -229,6 +229,20 @@ Deno.test("boolean words are accepted in any case", async () => {
   }
 });
 
+Deno.test("camera idle time: 30 s by default, 0 for always on, flag over env", async () => {
+  assert.equal((await load([], {})).cameraIdleSeconds, 30);
+  assert.equal(
+    (await load([], { UMBRELLA_CAMERA_IDLE_SECONDS: "0" })).cameraIdleSeconds,
+    0,
+  );
+  assert.equal(
+    (await load(["--camera-idle-seconds", "90"], {
+      UMBRELLA_CAMERA_IDLE_SECONDS: "5",
+    })).cameraIdleSeconds,
+    90,
+  );
+});
+
 Deno.test("HTTP prefix is normalised", async () => {
   const cases: [string, string][] = [
     ["", ""],
@@ -383,7 +397,7 @@ const STUN_FORMS = "(expected stun:, turn: or turns: followed by host[:port])";
 const KNOWN_KEYS =
   "cloud, httpPrefix, listen, publicIp, publicHost, minPort, maxPort, " +
   "iceAddresses, iceServers, turnUsername, turnCredential, dataDir, name, cert, key, " +
-  "logLevel, logFormat, mdns, trunks, cameras";
+  "logLevel, logFormat, mdns, cameraIdleSeconds, trunks, cameras";
 
 const INVALID: InvalidCase[] = [
   // command line syntax
@@ -424,6 +438,16 @@ const INVALID: InvalidCase[] = [
   {
     env: { UMBRELLA_MDNS: "on" },
     message: `UMBRELLA_MDNS: "on" is not a yes/no value ${BOOL_WORDS}`,
+  },
+  {
+    env: { UMBRELLA_CAMERA_IDLE_SECONDS: "-5" },
+    message:
+      `UMBRELLA_CAMERA_IDLE_SECONDS: "-5" is not a number of seconds (expected an integer from 0 to 86400)`,
+  },
+  {
+    file: { cameraIdleSeconds: 1.5 },
+    message:
+      `config file key "cameraIdleSeconds": 1.5 is not a number of seconds (expected an integer from 0 to 86400)`,
   },
   {
     file: { mdns: "sometimes" },

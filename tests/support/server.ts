@@ -51,6 +51,8 @@ export async function startServer(
     "json",
     "--log-level",
     "debug",
+    // Test servers stay off the machine's real network: no mDNS.
+    "--no-mdns",
     ...(options.cloud ?? true ? ["--cloud"] : []),
     ...(prefix ? ["--http-prefix", prefix] : []),
     ...(options.args ?? []),

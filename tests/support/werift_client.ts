@@ -38,6 +38,8 @@ export interface ClientOptions {
   outboundLoss?: number;
   /** Video codecs this client can receive (mime types); default all. */
   receiveVideoCodecs?: string[];
+  /** Subscribe to every announced track (default true). */
+  autoSubscribe?: boolean;
 }
 
 // werift's debug loss knobs keep a packet when p/100 >= random(), i.e. they
@@ -102,7 +104,7 @@ export class WeriftClient {
   readonly notices: Notice[] = [];
   closed: { code: number; reason: string } | undefined;
   lastOfferSdp = "";
-  autoSubscribe = true;
+  autoSubscribe: boolean;
   recordLatency = false;
   #socket: WebSocket;
   #sendPc: RTCPeerConnection | undefined;
@@ -120,6 +122,7 @@ export class WeriftClient {
     this.#socket = socket;
     this.name = name;
     this.#options = options;
+    this.autoSubscribe = options.autoSubscribe ?? true;
   }
 
   #config(role: "send" | "receive") {

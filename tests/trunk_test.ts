@@ -1,0 +1,238 @@
+// Trunks between real Umbrella processes on loopback, with real werift
+// participants at each node: exactly-once delivery on chains, cycles and
+// meshes, pull-only backhaul, failover and restart.
+import assert from "node:assert/strict";
+import { MediaKind } from "../proto/messages.ts";
+import {
+  link,
+  snapshot,
+  startNodes,
+  trunks,
+  unlink,
+  waitForFlow,
+  waitForTrunks,
+} from "./support/cluster.ts";
+import { type ServerProcess, startServer } from "./support/server.ts";
+import { waitFor, WeriftClient } from "./support/werift_client.ts";
+
+async function stopAll(clients: WeriftClient[], nodes: ServerProcess[]) {
+  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all(nodes.map((n) => n.stop()));
+}
+
+/** Every track a client receives carries its own publisher's payloads,
+ * unchanged, and no more packets than were sent: nothing arrives twice. */
+function assertExactlyOnce(clients: WeriftClient[]) {
+  const sentBy = new Map<number, number>();
+  for (const client of clients) {
+    for (const [tag, count] of client.sent) sentBy.set(tag, count);
+  }
+  for (const client of clients) {
+    for (const track of client.received.values()) {
+      assert.ok(
+        track.intact,
+        `${client.name}: ${track.info.id} arrives unchanged`,
+      );
+      assert.equal(
+        track.tags.size,
+        1,
+        `${client.name}: ${track.info.id} carries one source`,
+      );
+      const [tag] = track.tags;
+      assert.ok(
+        track.packets <= (sentBy.get(tag) ?? 0) + 5,
+        `${client.name}: ${track.packets} packets of ${track.info.id} for ${
+          sentBy.get(tag)
+        } sent`,
+      );
+      assert.notEqual(
+        track.info.participantId,
+        client.peerId,
+        "nothing loops back",
+      );
+    }
+  }
+}
+
+Deno.test("a chain of three nodes: every track reaches every site once, pulled only where watched", async () => {
+  const nodes = await startNodes(3);
+  const [a, b, c] = nodes;
+  const clients: WeriftClient[] = [];
+  try {
+    await link(a, b);
+    await link(b, c);
+    await waitForTrunks(nodes, [1, 2, 1]);
+    const atA = await WeriftClient.connect(a.wsUrl, "at-A");
+    const atB = await WeriftClient.connect(b.wsUrl, "at-B");
+    const watcher1 = await WeriftClient.connect(c.wsUrl, "watcher-1");
+    const watcher2 = await WeriftClient.connect(c.wsUrl, "watcher-2");
+    clients.push(atA, atB, watcher1, watcher2);
+    // Nobody at A or B watches anything: what C publishes must not cross.
+    atA.autoSubscribe = false;
+    atB.autoSubscribe = false;
+    await atA.publish({ audio: true, video: "vp8", tag: 0 });
+    await atB.publish({ audio: true, tag: 16 });
+    await watcher1.publish({ video: "vp8", tag: 32 });
+    await waitForFlow([watcher1], 3);
+    await waitForFlow([watcher2], 4);
+    for (const track of watcher1.received.values()) {
+      assert.equal(
+        track.info.site,
+        track.info.participantName === "at-A" ? "site-A" : "site-B",
+      );
+    }
+    const atAVideo = [...watcher2.received.values()].find((t) =>
+      t.info.participantName === "at-A" && t.info.kind === MediaKind.Video
+    )!;
+    assert.deepEqual(
+      atAVideo.info.path!.length,
+      3,
+      "A's track crossed A, B and C",
+    );
+    assertExactlyOnce(clients);
+
+    const [aToB] = await trunks(a);
+    const bTrunks = await trunks(b);
+    const bToC = bTrunks.find((t) => t.remoteSite === "site-C")!;
+    const bFromA = bTrunks.find((t) => t.remoteSite === "site-A")!;
+    const [cToB] = await trunks(c);
+    // Two watchers at C, yet A's tracks cross A-B and B-C once: the bytes on
+    // each link stay below two copies of what A sent.
+    const sentByA = [...atA.sent.values()].reduce((x, y) => x + y, 0);
+    assert.equal(aToB.tracksOut, 2, "A sends its two tracks to B once");
+    assert.equal(
+      bToC.tracksOut,
+      3,
+      "B sends A's two tracks and its own audio to C",
+    );
+    assert.ok(
+      aToB.bytesOut > 0 && aToB.bytesOut < sentByA * 1000 * 1.5,
+      `A to B carried ${aToB.bytesOut} bytes`,
+    );
+    assert.equal(
+      bFromA.bytesOut,
+      0,
+      "nothing at A watches B's audio: no media from B to A",
+    );
+    assert.equal(
+      cToB.bytesOut,
+      0,
+      "nothing outside C watches C's video: no media from C to B",
+    );
+    assert.equal(cToB.tracksOut, 0);
+  } finally {
+    await stopAll(clients, nodes);
+  }
+});
+
+Deno.test("a triangle: exactly-once delivery, failover within 10 s when a link is cut, no duplicates after it returns", async () => {
+  const nodes = await startNodes(3);
+  const [a, b, c] = nodes;
+  const clients: WeriftClient[] = [];
+  try {
+    const ab = await link(a, b);
+    await link(b, c);
+    await link(c, a);
+    await waitForTrunks(nodes, [2, 2, 2]);
+    for (const [i, node] of nodes.entries()) {
+      const client = await WeriftClient.connect(node.wsUrl, `at-${"ABC"[i]}`);
+      clients.push(client);
+      await client.publish({ audio: true, video: "vp8", tag: i * 16 });
+    }
+    await waitForFlow(clients, 4);
+    assertExactlyOnce(clients);
+
+    await unlink(a, ab);
+    const cutAt = performance.now();
+    await waitForTrunks(nodes, [1, 1, 2]);
+    await waitForFlow(clients, 4, 20, 10_000);
+    const recovered = performance.now() - cutAt;
+    assert.ok(
+      recovered < 10_000,
+      `all tracks flowing again ${Math.round(recovered)} ms after the cut`,
+    );
+
+    await link(a, b);
+    await waitForTrunks(nodes, [2, 2, 2]);
+    await waitForFlow(clients, 4);
+    // Over a quiet window, each track delivers no more than its sender sent.
+    const before = snapshot(clients);
+    const sentBefore = new Map(clients.flatMap((cl) => [...cl.sent]));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const sentAfter = new Map(clients.flatMap((cl) => [...cl.sent]));
+    for (const [i, client] of clients.entries()) {
+      for (const [id, track] of client.received) {
+        const [tag] = track.tags;
+        const sent = sentAfter.get(tag)! - sentBefore.get(tag)!;
+        const got = track.packets - (before[i].get(id) ?? 0);
+        assert.ok(
+          got <= sent + 5,
+          `${client.name}: ${got} packets of ${id} in a window where ${sent} were sent`,
+        );
+        assert.ok(
+          got > sent / 2,
+          `${client.name}: ${id} still flows (${got} of ${sent})`,
+        );
+      }
+    }
+    assertExactlyOnce(clients);
+  } finally {
+    await stopAll(clients, nodes);
+  }
+});
+
+Deno.test("a full mesh of four nodes: every participant receives every other participant's tracks exactly once", async () => {
+  const nodes = await startNodes(4);
+  const clients: WeriftClient[] = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      for (let j = i + 1; j < 4; j++) await link(nodes[i], nodes[j]);
+    }
+    await waitForTrunks(nodes, [3, 3, 3, 3]);
+    for (const [i, node] of nodes.entries()) {
+      const client = await WeriftClient.connect(node.wsUrl, `at-${"ABCD"[i]}`);
+      clients.push(client);
+      await client.publish({ audio: true, video: "vp8", tag: i * 16 });
+    }
+    await waitForFlow(clients, 6);
+    assertExactlyOnce(clients);
+    for (const node of nodes) {
+      for (const trunk of await trunks(node)) {
+        // With every pair linked, each track takes its direct link only.
+        assert.ok(
+          trunk.tracksOut <= 2,
+          `${trunk.remoteSite}: ${trunk.tracksOut} tracks on one link`,
+        );
+      }
+    }
+  } finally {
+    await stopAll(clients, nodes);
+  }
+});
+
+Deno.test("a restarted node brings its trunks back from the saved servers list", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "umbrella-test-" });
+  const remote = await startServer({ args: ["--name", "site-R"] });
+  let local = await startServer({ dataDir, args: ["--name", "site-L"] });
+  const clients: WeriftClient[] = [];
+  try {
+    await link(local, remote);
+    await waitForTrunks([local, remote], [1, 1]);
+    await local.stop();
+    await waitForTrunks([remote], [0]);
+    local = await startServer({ dataDir, args: ["--name", "site-L"] });
+    await waitForTrunks([local, remote], [1, 1]);
+    const here = await WeriftClient.connect(local.wsUrl, "here");
+    const there = await WeriftClient.connect(remote.wsUrl, "there");
+    clients.push(here, there);
+    await here.publish({ audio: true, tag: 0 });
+    await waitFor(
+      "media across the restored trunk",
+      () => [...there.received.values()].some((t) => t.packets > 10),
+    );
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all([local.stop(), remote.stop()]);
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
