@@ -1,11 +1,14 @@
-// A clearly separated patch layer over werift's NACK handling, applied once
-// at start-up. werift's receiver re-NACKs every missing packet every 5 ms and
+// A clearly separated patch layer over werift, applied once at start-up.
+//
+// NACK handling: werift's receiver re-NACKs every missing packet every 5 ms and
 // its sender retransmits every listed packet every time, with no dedup or rate
 // limit and 16-bit comparisons without wrap-around: under load that grows
 // memory without bound. Umbrella answers NACKs itself (media/consumer.ts) and
 // NACKs publishers once per lost packet (media/nack_generator.ts), so both of
 // werift's paths are switched off here while "nack" stays negotiated in SDP.
 import {
+  DtlsClient,
+  DtlsSocket,
   GenericNack,
   RtcpTransportLayerFeedback,
   RTCRtpReceiver,
@@ -41,5 +44,71 @@ export function applyWeriftPatches(): void {
       return;
     }
     handleRtcpPacket.call(this, packet);
+  };
+
+  patchDtlsRetransmission();
+}
+
+// Handshake message types (RFC 5246 7.4) of the flight each side may see
+// again when its own answer to it was slow or lost.
+const SERVER_FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
+const CLIENT_FLIGHT_5 = new Set([11, 15, 16, 20]);
+const SERVER_HELLO_DONE = 14;
+const FINISHED = 20;
+
+type Handshake = { msg_type: number };
+type HandshakeHandler = (assembled: Handshake[]) => Promise<void>;
+interface PatchedSocket {
+  dtls: { flight: number; lastMessage: Buffer[] };
+  transport: { send(data: Buffer): Promise<unknown> };
+}
+
+/**
+ * werift takes a retransmitted flight as a new one. Its client, seeing the
+ * server's flight 4 again after sending flight 5 (slow in werift, so the
+ * peer times out), makes a fresh key pair and, once the server's Finished
+ * is in, a second flight 5 with a new master secret; its server, seeing
+ * flight 5 again after sending flight 6, recomputes the master secret over
+ * a handshake log that now holds its own Finished. Either way the SRTP keys
+ * come from a secret the peer never saw: every packet then fails
+ * authentication while the connection looks healthy. Per RFC 6347 4.2.4 a
+ * repeated flight only means the peer missed our answer, so it is answered
+ * by resending that flight and changes nothing.
+ */
+function patchDtlsRetransmission(): void {
+  // setupExtensions is private in werift's types.
+  const prototype = DtlsSocket.prototype as unknown as {
+    setupExtensions(this: DtlsSocket): void;
+  };
+  const setupExtensions = prototype.setupExtensions;
+  // The handler is assigned by each subclass constructor after the base
+  // constructor, which calls setupExtensions, has run: an accessor placed
+  // here sees that assignment and wraps it.
+  prototype.setupExtensions = function (this: DtlsSocket) {
+    setupExtensions.call(this);
+    const socket = this as unknown as PatchedSocket;
+    const isClient = this instanceof DtlsClient;
+    const repeated = isClient ? SERVER_FLIGHT_4 : CLIENT_FLIGHT_5;
+    const answered = isClient ? 5 : 6;
+    const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
+    let handler: HandshakeHandler = () => Promise.resolve();
+    const guarded: HandshakeHandler = (assembled) => {
+      if (socket.dtls.flight < answered) return handler(assembled);
+      const rest = assembled.filter((h) => !repeated.has(h.msg_type));
+      if (
+        socket.dtls.flight === answered &&
+        assembled.some((h) => h.msg_type === trigger)
+      ) {
+        for (const message of socket.dtls.lastMessage) {
+          socket.transport.send(message).catch(() => {});
+        }
+      }
+      return rest.length > 0 ? handler(rest) : Promise.resolve();
+    };
+    Object.defineProperty(this, "onHandleHandshakes", {
+      configurable: true,
+      get: () => guarded,
+      set: (value: HandshakeHandler) => handler = value,
+    });
   };
 }

@@ -349,22 +349,29 @@ export class SignallingSession implements RouterPeer {
       inbound = publishedTracks(
         context.router,
         this.id,
-        (binding, codec, kind): TrackDescription => ({
-          id: `${this.id}:${binding.localId}`,
-          kind,
-          mimeType: codec.mimeType,
-          fmtp: codec.parameters ?? "",
-          clockRate: codec.clockRate,
-          channels: codec.channels ?? 0,
-          participantId: this.id,
-          participantName: this.name,
-          site: context.site,
-          originNodeId: context.nodeId,
-          path: [context.nodeId],
-          source: "participant",
-          label: binding.label,
-          muted: binding.muted,
-        }),
+        (binding, codec, kind): TrackDescription => {
+          this.#log.debug("publishing a track", {
+            name: this.name,
+            kind,
+            codec: codec.mimeType,
+          });
+          return {
+            id: `${this.id}:${binding.localId}`,
+            kind,
+            mimeType: codec.mimeType,
+            fmtp: codec.parameters ?? "",
+            clockRate: codec.clockRate,
+            channels: codec.channels ?? 0,
+            participantId: this.id,
+            participantName: this.name,
+            site: context.site,
+            originNodeId: context.nodeId,
+            path: [context.nodeId],
+            source: "participant",
+            label: binding.label,
+            muted: binding.muted,
+          };
+        },
       );
     }
     this.#peer = new WebRtcPeer({

@@ -1,0 +1,130 @@
+// werift's DTLS client and server when flights are retransmitted: the SRTP
+// keys both sides derive must still agree (media/werift_patches.ts). The
+// server's flight 4 is delivered twice, the copy just before its Finished;
+// the client answers the copy by resending flight 5, which the server then
+// sees twice.
+import assert from "node:assert/strict";
+import {
+  CipherContext,
+  DtlsClient,
+  DtlsServer,
+  HashAlgorithm,
+  NamedCurveAlgorithm,
+  ProtectionProfileAes128CmHmacSha1_80,
+  SignatureAlgorithm,
+} from "werift";
+import { applyWeriftPatches } from "../media/werift_patches.ts";
+
+type Deliver = (data: Buffer) => void;
+
+/** One direction of an in-memory datagram link. */
+class Endpoint {
+  readonly type = "udp";
+  readonly address = { address: "127.0.0.1", port: 0, family: "IPv4" };
+  closed = false;
+  onData: Deliver = () => {};
+  constructor(readonly forward: Deliver) {}
+  send = (data: Buffer) => {
+    this.forward(data);
+    return Promise.resolve();
+  };
+  close() {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+const HANDSHAKE = 22;
+const CHANGE_CIPHER_SPEC = 20;
+const FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
+
+/** Records of a datagram as [content type, epoch, first handshake type]. */
+function records(datagram: Buffer): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  for (let at = 0; at + 13 <= datagram.length;) {
+    const length = datagram.readUInt16BE(at + 11);
+    out.push([
+      datagram[at],
+      datagram.readUInt16BE(at + 3),
+      datagram[at + 13] ?? -1,
+    ]);
+    at += 13 + length;
+  }
+  return out;
+}
+
+async function certificate() {
+  const { certPem, keyPem, signatureHash } = await CipherContext
+    .createSelfSignedCertificateWithKey(
+      { signature: SignatureAlgorithm.ecdsa_3, hash: HashAlgorithm.sha256_4 },
+      NamedCurveAlgorithm.secp256r1_23,
+    );
+  return { cert: certPem, key: keyPem, signatureHash };
+}
+
+Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client flight 5 after flight 6) leave the SRTP keys agreed", async () => {
+  applyWeriftPatches();
+  const flight4: Buffer[] = [];
+  let replayed = false;
+  const clientSide: Endpoint = new Endpoint((data) => serverSide.onData(data));
+  const serverSide: Endpoint = new Endpoint((data) => {
+    const kinds = records(data);
+    const isFlight4 = kinds.some(([type, epoch, message]) =>
+      type === HANDSHAKE && epoch === 0 && FLIGHT_4.has(message)
+    );
+    const isFlight6 = kinds.some(([type, epoch]) =>
+      type === CHANGE_CIPHER_SPEC || epoch === 1
+    );
+    if (isFlight4) flight4.push(Buffer.from(data));
+    // The peer "timed out" waiting for flight 5 and sent flight 4 again, and
+    // its Finished follows right behind the copy.
+    if (isFlight6 && !replayed) {
+      replayed = true;
+      for (const copy of flight4) clientSide.onData(copy);
+    }
+    clientSide.onData(data);
+  });
+
+  const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
+  const server = new DtlsServer({
+    ...(await certificate()),
+    transport: serverSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+    certificateRequest: true,
+  });
+  const client = new DtlsClient({
+    ...(await certificate()),
+    transport: clientSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+  });
+  const connected = Promise.all([
+    new Promise((resolve) => server.onConnect.once(resolve)),
+    new Promise((resolve) => client.onConnect.once(resolve)),
+  ]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("no DTLS connection in 10 s")),
+      10_000,
+    );
+  });
+  try {
+    await client.connect();
+    await Promise.race([connected, deadline]);
+    assert.ok(replayed, "the test replayed flight 4");
+    // Anything the client does about the copy of flight 4 runs after its
+    // handshake handlers' own waits (up to a few hundred ms).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const clientKeys = client.extractSessionKeys(16, 14);
+    const serverKeys = server.extractSessionKeys(16, 14);
+    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
+    assert.deepEqual(clientKeys.localSalt, serverKeys.remoteSalt);
+    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+    server.close();
+  }
+});
