@@ -171,7 +171,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
         name: s.name,
         kind: s.kind,
         site: s.kind === "node" ? s.remoteSite : config.name,
-        state: states.receive ?? states.send ?? "new",
+        // A peer without media legs yet is still connected for signalling.
+        state: states.receive ?? states.send ?? "connected",
         connectedSeconds: Math.round((Date.now() - s.connectedAtMs) / 1000),
         tracksPublished: s.peer!.inboundTracks.length,
         tracksSubscribed: [...s.peer!.subscriptions].length,

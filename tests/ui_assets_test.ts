@@ -8,8 +8,10 @@ import { crc32 } from "../ui/icon.ts";
 import {
   codecName,
   formatBitrate,
+  formatBytes,
   formatDuration,
   formatPercent,
+  fromOtherSite,
   initials,
   mediaErrorMessage,
   pageName,
@@ -20,7 +22,20 @@ import {
   tileLabel,
 } from "../ui/format.ts";
 import { groupParticipants, isOwnTrack } from "../ui/session.ts";
-import { MediaKind, type TrackInfo } from "../proto/messages.ts";
+import {
+  addressKind,
+  cameraTrackText,
+  checkServerForm,
+  idleText,
+  normalizeFingerprint,
+  plural,
+  remoteStateLabel,
+  secondsLeft,
+  sentence,
+  type ServerForm,
+  trafficText,
+} from "../ui/remotes.ts";
+import { MediaKind, type TrackInfo, TrackSource } from "../proto/messages.ts";
 
 const repo = new URL("../", import.meta.url);
 const PAGES = ["/sfu", "/status", "/servers"];
@@ -252,7 +267,7 @@ Deno.test("initials, tile labels and state tones", () => {
   assert.equal(tileLabel("Ada", ""), "Ada");
   assert.equal(stateTone("connected"), "good");
   assert.equal(stateTone("failed"), "bad");
-  assert.equal(stateTone("retrying"), "neutral");
+  assert.equal(stateTone("retrying"), "bad");
 });
 
 Deno.test("sparkline points scale to the largest value, newest on the right", () => {
@@ -333,5 +348,262 @@ Deno.test("announced tracks group into participants with their media and problem
         tracks: ["cam:v"],
       },
     ],
+  );
+});
+
+Deno.test("camera tracks make a camera participant", () => {
+  const [camera, person] = groupParticipants(
+    [
+      {
+        id: "camera-1-video",
+        kind: MediaKind.Video,
+        participantId: "camera-1",
+        participantName: "Door",
+        site: "home",
+        source: TrackSource.Camera,
+      },
+      {
+        id: "b:1",
+        kind: MediaKind.Video,
+        participantId: "b",
+        participantName: "Bob",
+        site: "cloud",
+        source: TrackSource.Participant,
+      },
+    ],
+    new Map(),
+    new Map(),
+  );
+  assert.deepEqual(
+    [camera.name, camera.site, camera.camera],
+    ["Door", "home", true],
+  );
+  assert.equal(person.camera, false);
+});
+
+Deno.test("a participant from another site is told apart", () => {
+  assert.ok(fromOtherSite("cloud", "home"));
+  assert.ok(!fromOtherSite("home", "home"));
+  assert.ok(!fromOtherSite("", "home"));
+  // Before the server's Hello our own site is unknown: mark nobody.
+  assert.ok(!fromOtherSite("cloud", ""));
+});
+
+Deno.test("state tones: green flowing, amber on the way, red failed, grey at rest", () => {
+  assert.deepEqual(
+    [
+      "connected",
+      "streaming",
+      "new",
+      "connecting",
+      "retrying",
+      "failed",
+      "disconnected",
+      "idle",
+      "stopped",
+      "something new",
+    ].map(stateTone),
+    [
+      "good",
+      "good",
+      "warn",
+      "warn",
+      "bad",
+      "bad",
+      "bad",
+      "neutral",
+      "neutral",
+      "neutral",
+    ],
+  );
+});
+
+Deno.test("byte counts use decimal units with sensible precision", () => {
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(999), "999 B");
+  assert.equal(formatBytes(999.7), "1.0 kB");
+  assert.equal(formatBytes(1000), "1.0 kB");
+  assert.equal(formatBytes(1234), "1.2 kB");
+  assert.equal(formatBytes(123_456), "123 kB");
+  assert.equal(formatBytes(999_600), "1.0 MB");
+  assert.equal(formatBytes(5_432_100_000), "5.4 GB");
+  assert.equal(formatBytes(2e15), "2000 TB");
+  assert.equal(formatBytes(-5), "0 B");
+});
+
+Deno.test("remote states read as words, with the retry countdown", () => {
+  assert.equal(remoteStateLabel("connected", null), "connected");
+  assert.equal(remoteStateLabel("streaming", null), "streaming");
+  assert.equal(remoteStateLabel("idle", null), "idle");
+  assert.equal(remoteStateLabel("retrying", 8), "retrying in 8 s");
+  assert.equal(remoteStateLabel("retrying", 75), "retrying in 1 min 15 s");
+  assert.equal(remoteStateLabel("retrying", 0), "retrying now");
+  assert.equal(remoteStateLabel("retrying", null), "retrying");
+  // The countdown goes on between polls and stops at zero.
+  assert.equal(secondsLeft(8, 10_000, 10_000), 8);
+  assert.equal(secondsLeft(8, 10_000, 12_500), 6);
+  assert.equal(secondsLeft(8, 10_000, 30_000), 0);
+  assert.equal(secondsLeft(8, 10_000, 9_000), 8);
+  assert.equal(secondsLeft(null, 10_000, 12_000), null);
+});
+
+Deno.test("traffic, camera tracks and idle times are worded for people", () => {
+  assert.equal(plural(1, "track"), "1 track");
+  assert.equal(plural(0, "track"), "0 tracks");
+  assert.equal(trafficText(1, 0), "1 track, 0 B");
+  assert.equal(trafficText(3, 1_500_000), "3 tracks, 1.5 MB");
+  assert.equal(
+    cameraTrackText({ kind: "video", mimeType: "video/H264", subscribers: 2 }),
+    "H.264 video, 2 watching",
+  );
+  assert.equal(
+    cameraTrackText({ kind: "audio", mimeType: "audio/PCMU", subscribers: 0 }),
+    "PCMU audio, 0 watching",
+  );
+  assert.equal(idleText(0), "always on");
+  assert.equal(idleText(30), "stops 30 s after the last viewer leaves");
+  assert.equal(sentence("connection refused"), "Connection refused.");
+  assert.equal(sentence(" 401: wrong password. "), "401: wrong password.");
+  assert.equal(sentence(""), "");
+});
+
+Deno.test("the add form picks its fields from the address scheme", () => {
+  assert.equal(addressKind("wss://host:8081/wsb"), "trunk");
+  assert.equal(addressKind(" WS://host/wsb"), "trunk");
+  assert.equal(addressKind("rtsp://cam/stream"), "camera");
+  assert.equal(addressKind("rtsps://cam/stream"), "camera");
+  assert.equal(addressKind("https://host/sfu"), null);
+  assert.equal(addressKind("wss"), null);
+  assert.equal(addressKind(""), null);
+});
+
+Deno.test("pasted fingerprints are brought to the AB:CD:… form", () => {
+  const pairs = Array.from(
+    { length: 32 },
+    (_, i) => i.toString(16).padStart(2, "0"),
+  );
+  const canonical = pairs.join(":").toUpperCase();
+  assert.equal(normalizeFingerprint(canonical.toLowerCase()), canonical);
+  assert.equal(normalizeFingerprint(` ${canonical}\n`), canonical);
+  assert.equal(normalizeFingerprint(pairs.join("")), canonical);
+  assert.equal(
+    normalizeFingerprint(`sha256 Fingerprint=${canonical}`),
+    canonical,
+  );
+  assert.equal(normalizeFingerprint(""), "");
+  assert.equal(normalizeFingerprint("zz"), "ZZ");
+});
+
+function form(fields: Partial<ServerForm>): ServerForm {
+  return {
+    url: "",
+    fingerprint: "",
+    name: "",
+    transport: "tcp",
+    idleSeconds: "",
+    ...fields,
+  };
+}
+
+Deno.test("the add form refuses what the server would, next to the right field", () => {
+  const refused = (
+    fields: Partial<ServerForm>,
+    field: keyof ServerForm,
+    problem: RegExp,
+  ) => {
+    const checked = checkServerForm(form(fields));
+    assert.ok(!checked.ok, JSON.stringify(fields));
+    assert.equal(checked.field, field);
+    assert.match(checked.problem, problem);
+  };
+  refused({}, "url", /Enter the address/);
+  refused({ url: "   " }, "url", /Enter the address/);
+  refused({ url: "host:8081" }, "url", /not supported/);
+  refused({ url: "192.168.1.2" }, "url", /not a complete address/);
+  // A page address is turned into the trunk address to use instead.
+  refused(
+    { url: "https://192.168.1.2:8081/sfu" },
+    "url",
+    /use wss:\/\/192\.168\.1\.2:8081\/wsb$/,
+  );
+  refused(
+    { url: "https://example.org/umbrella/status" },
+    "url",
+    /use wss:\/\/example\.org\/umbrella\/wsb$/,
+  );
+  refused(
+    { url: "http://127.0.0.1:8081/" },
+    "url",
+    /use ws:\/\/127\.0\.0\.1:8081\/wsb$/,
+  );
+  refused({ url: "ftp://host/x" }, "url", /ftp:\/\/ are not supported/);
+  refused(
+    { url: "wss://host:8081/sfu" },
+    "url",
+    /ends in \/wsb, for example wss:\/\/host:8081\/wsb$/,
+  );
+  refused(
+    { url: "wss://host/wsb", fingerprint: "AB:CD" },
+    "fingerprint",
+    /32 pairs of hex digits/,
+  );
+  refused(
+    { url: "rtsp://cam/1", name: "x".repeat(65) },
+    "name",
+    /at most 64 characters/,
+  );
+  for (const idleSeconds of ["-1", "1.5", "abc", "86401", "1e3"]) {
+    refused(
+      { url: "rtsp://cam/1", idleSeconds },
+      "idleSeconds",
+      /whole number/,
+    );
+  }
+});
+
+Deno.test("the add form sends only the fields that apply to the address", () => {
+  const fingerprint = Array(32).fill("ab").join(":");
+  assert.deepEqual(
+    checkServerForm(
+      form({
+        url: " wss://host:8081/wsb ",
+        // Camera fields left over from an earlier address are not sent.
+        name: "Door",
+        idleSeconds: "5",
+      }),
+    ),
+    { ok: true, body: { url: "wss://host:8081/wsb" } },
+  );
+  assert.deepEqual(
+    checkServerForm(form({ url: "wss://host/wsb", fingerprint })),
+    {
+      ok: true,
+      body: { url: "wss://host/wsb", fingerprint: fingerprint.toUpperCase() },
+    },
+  );
+  assert.deepEqual(
+    checkServerForm(
+      form({ url: "rtsp://u:p@cam/1", fingerprint: "left over" }),
+    ),
+    { ok: true, body: { url: "rtsp://u:p@cam/1", transport: "tcp" } },
+  );
+  assert.deepEqual(
+    checkServerForm(
+      form({
+        url: "rtsp://cam/1",
+        name: "  Front door ",
+        transport: "udp",
+        idleSeconds: "0",
+      }),
+    ),
+    {
+      ok: true,
+      body: {
+        url: "rtsp://cam/1",
+        transport: "udp",
+        name: "Front door",
+        idleSeconds: 0,
+      },
+    },
   );
 });

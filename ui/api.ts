@@ -48,21 +48,80 @@ export interface TrackStatus {
   subscribers: number;
 }
 
+/** A live link to another Umbrella node, dialled by either side. */
+export interface TrunkStatus {
+  id: string;
+  remoteSite: string;
+  remoteNodeId: string;
+  direction: "outgoing" | "incoming";
+  connectedSeconds: number;
+  tracksIn: number;
+  tracksOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface CameraTrack {
+  id: string;
+  kind: "audio" | "video";
+  mimeType: string;
+  subscribers: number;
+}
+
+export interface CameraDetail {
+  name: string;
+  transport: "tcp" | "udp";
+  /** 0: always on. */
+  idleSeconds: number;
+  tracks: CameraTrack[];
+  /** Plain words about what is used differently than asked, e.g. skipped
+   * audio. */
+  notices: string[];
+  reconnects: number;
+}
+
+export interface CameraStatus {
+  id: string;
+  name: string;
+  state: string;
+  lastError: string | null;
+  retryInSeconds: number | null;
+  detail: CameraDetail;
+}
+
 export interface StatusResponse {
   node: NodeInfo;
   peers: PeerStatus[];
   tracks: TrackStatus[];
+  trunks: TrunkStatus[];
+  cameras: CameraStatus[];
 }
 
-export interface RemoteServer {
+/** A trunk's facts; the traffic fields are there while it is connected. */
+export interface TrunkDetail {
+  fingerprint?: string;
+  remoteSite?: string;
+  remoteNodeId?: string;
+  tracksIn?: number;
+  tracksOut?: number;
+  bytesIn?: number;
+  bytesOut?: number;
+}
+
+interface RemoteServerBase {
   id: string;
+  /** With any password replaced by ***. */
   url: string;
-  kind: "trunk" | "camera";
   state: string;
   lastError: string | null;
   retryInSeconds: number | null;
-  detail: Record<string, unknown>;
 }
+
+/** An entry of the servers list. A camera's detail is empty for the moment
+ * an entry is being removed, hence Partial. */
+export type RemoteServer =
+  | RemoteServerBase & { kind: "trunk"; detail: TrunkDetail }
+  | RemoteServerBase & { kind: "camera"; detail: Partial<CameraDetail> };
 
 export interface ServersResponse {
   servers: RemoteServer[];

@@ -126,11 +126,47 @@ export function tileLabel(name: string, site: string): string {
   return site ? `${name} (${site})` : name;
 }
 
-/** Colour class for a connection or remote-server state word. */
-export function stateTone(state: string): "good" | "bad" | "neutral" {
-  if (/^(connected|streaming|up|ok)$/i.test(state)) return "good";
-  if (/^(failed|error|disconnected|closed|unreachable)$/i.test(state)) {
-    return "bad";
+export type Tone = "good" | "warn" | "bad" | "neutral";
+
+/** Colour of a state word, for WebRTC peers as for trunks and cameras:
+ * green when media can flow, amber while getting there, red when it failed
+ * (a retry is scheduled because something failed), grey when nothing is
+ * meant to flow (an idle camera, a removed entry). */
+export function stateTone(state: string): Tone {
+  switch (state) {
+    case "connected":
+    case "streaming":
+      return "good";
+    case "new":
+    case "connecting":
+      return "warn";
+    case "failed":
+    case "disconnected":
+    case "retrying":
+      return "bad";
+    default:
+      return "neutral";
   }
-  return "neutral";
+}
+
+/** Byte counts in decimal units, as network traffic is usually counted. */
+export function formatBytes(bytes: number): string {
+  const value = Math.max(0, bytes);
+  if (value < 999.5) return `${Math.round(value)} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let scaled = value / 1000;
+  let unit = 0;
+  while (scaled >= 999.5 && unit < units.length - 1) {
+    scaled /= 1000;
+    unit++;
+  }
+  return `${scaled < 99.95 ? scaled.toFixed(1) : Math.round(scaled)} ${
+    units[unit]
+  }`;
+}
+
+/** Whether a participant is at another site than this node (reached over
+ * a trunk), which its tile marks. */
+export function fromOtherSite(site: string, ownSite: string): boolean {
+  return site !== "" && ownSite !== "" && site !== ownSite;
 }

@@ -1,18 +1,37 @@
 /// <reference lib="dom" />
 // Remote sources: trunks to other Umbrella nodes and RTSP cameras.
 import { html } from "htm/preact";
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import {
+  type CameraTrack,
   fetchJson,
   type RemoteServer,
   type ServersResponse,
   useNow,
   usePolling,
 } from "./api.ts";
-import { formatDuration, stateTone } from "./format.ts";
+import { stateTone } from "./format.ts";
+import {
+  addressKind,
+  cameraTrackText,
+  checkServerForm,
+  idleText,
+  remoteStateLabel,
+  secondsLeft,
+  sentence,
+  type ServerForm,
+  trafficText,
+} from "./remotes.ts";
 
 const POLL_MS = 2000;
-const SCHEMES = ["wss:", "ws:", "rtsp:", "rtsps:"];
+
+const EMPTY_FORM: ServerForm = {
+  url: "",
+  fingerprint: "",
+  name: "",
+  transport: "tcp",
+  idleSeconds: "",
+};
 
 export function ServersPage() {
   const servers = usePolling<ServersResponse>("api/servers", POLL_MS);
@@ -26,11 +45,14 @@ export function ServersPage() {
         method: "DELETE",
       });
     } catch (error) {
-      setProblem(`Could not remove ${server.url}: ${(error as Error).message}`);
+      setProblem(
+        `Could not remove ${server.url}: ${sentence((error as Error).message)}`,
+      );
     }
     servers.refresh();
   };
 
+  const list = servers.data?.servers;
   return html`
     <main class="page">
       <h1>Remote servers</h1>
@@ -43,16 +65,27 @@ export function ServersPage() {
       ${servers.error &&
         html`<p class="alert" role="alert">${servers.error}</p>`}
       <section aria-labelledby="servers-list">
-        <h2 id="servers-list">Connected sources</h2>
-        ${servers.data &&
+        <h2 id="servers-list">Remote sources${list && ` (${list.length})`}</h2>
+        ${list && list.length === 0 &&
+          html`<p class="empty">No remote servers yet. Add one above.</p>`}
+        ${list && list.length > 0 &&
           html`
-            <${ServerTable}
-              servers=${servers.data.servers}
-              fetchedAt=${servers.fetchedAt}
-              now=${now}
-              onRemove=${remove}
-              empty="No remote servers yet. Add one above."
-            />
+            <ul class="remotes">
+              ${list.map((server) =>
+                html`
+                  <${RemoteCard}
+                    key=${server.id}
+                    server=${server}
+                    retryIn=${secondsLeft(
+                      server.retryInSeconds,
+                      servers.fetchedAt,
+                      now,
+                    )}
+                    onRemove=${remove}
+                  />
+                `
+              )}
+            </ul>
           `}
       </section>
     </main>
@@ -60,20 +93,27 @@ export function ServersPage() {
 }
 
 function AddServerForm({ onAdded }: { onAdded: () => void }) {
-  const [url, setUrl] = useState("");
-  const [fingerprint, setFingerprint] = useState("");
-  const [problem, setProblem] = useState<string | null>(null);
+  const [form, setForm] = useState<ServerForm>(EMPTY_FORM);
+  const [problem, setProblem] = useState<
+    { field: keyof ServerForm | null; text: string } | null
+  >(null);
   const [busy, setBusy] = useState(false);
-  const forTrunk = /^wss?:/i.test(url.trim());
+  const formRef = useRef<HTMLFormElement>(null);
+  const kind = addressKind(form.url);
+
+  const update = (field: keyof ServerForm) => (event: Event) => {
+    const value = (event.currentTarget as HTMLInputElement).value;
+    setForm((old) => ({ ...old, [field]: value }));
+    if (problem?.field === field) setProblem(null);
+  };
 
   const submit = async (event: Event) => {
     event.preventDefault();
-    const address = url.trim();
-    const scheme = /^[a-z]+:/i.exec(address)?.[0].toLowerCase() ?? "";
-    if (!SCHEMES.includes(scheme)) {
-      setProblem(
-        "Enter the wss:// address of another Umbrella or the rtsp:// address of a camera.",
-      );
+    const checked = checkServerForm(form);
+    if (!checked.ok) {
+      setProblem({ field: checked.field, text: checked.problem });
+      formRef.current?.querySelector<HTMLElement>(`[name=${checked.field}]`)
+        ?.focus();
       return;
     }
     setBusy(true);
@@ -82,24 +122,29 @@ function AddServerForm({ onAdded }: { onAdded: () => void }) {
       await fetchJson("api/servers", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify(
-          forTrunk && fingerprint.trim()
-            ? { url: address, fingerprint: fingerprint.trim() }
-            : { url: address },
-        ),
+        body: JSON.stringify(checked.body),
       });
-      setUrl("");
-      setFingerprint("");
+      setForm(EMPTY_FORM);
       onAdded();
     } catch (error) {
-      setProblem((error as Error).message);
+      setProblem({ field: null, text: sentence((error as Error).message) });
     } finally {
       setBusy(false);
     }
   };
 
+  /** A field's own problem, announced and tied to it. */
+  const fieldProblem = (field: keyof ServerForm) =>
+    problem?.field === field &&
+    html`<p id=${`server-${field}-problem`} class="field-problem" role="alert">${problem.text}</p>`;
+  const describedBy = (field: keyof ServerForm) =>
+    problem?.field === field
+      ? `server-${field}-problem server-${field}-hint`
+      : `server-${field}-hint`;
+
   return html`
-    <form class="card" onSubmit=${submit}>
+    <form class="card" ref=${formRef} onSubmit=${submit} noValidate>
+      <h2 class="form-title">Add a remote source</h2>
       <label for="server-url">Address</label>
       <input
         id="server-url"
@@ -108,115 +153,283 @@ function AddServerForm({ onAdded }: { onAdded: () => void }) {
         autocomplete="off"
         autocapitalize="off"
         spellcheck="false"
-        placeholder="wss://host:8081/wsb or rtsp://…"
-        aria-describedby="server-url-hint"
-        value=${url}
-        onInput=${(e: Event) =>
-          setUrl((e.currentTarget as HTMLInputElement).value)}
+        placeholder="wss://host:8081/wsb or rtsp://user:password@host/path"
+        aria-describedby=${describedBy("url")}
+        aria-invalid=${problem?.field === "url"}
+        value=${form.url}
+        onInput=${update("url")}
       />
+      ${fieldProblem("url")}
       <p id="server-url-hint" class="hint">
-        Another Umbrella: its page address with wss:// instead of https:// and wsb
-        instead of sfu. A camera: its rtsp:// address, including user and password
-        if it needs them.
+        Another Umbrella: the address of its Call page with wss:// instead of
+        https:// and wsb instead of sfu, for example wss://192.168.1.2:8081/wsb. A
+        camera: its rtsp:// address, with user name and password if it asks for
+        them (the camera's manual or app lists it).
       </p>
-      <label for="server-fingerprint">Certificate fingerprint (optional, wss:// only)</label>
-      <input
-        id="server-fingerprint"
-        name="fingerprint"
-        autocomplete="off"
-        autocapitalize="characters"
-        spellcheck="false"
-        placeholder="AB:CD:EF:…"
-        aria-describedby="server-fingerprint-hint"
-        disabled=${!forTrunk}
-        value=${fingerprint}
-        onInput=${(e: Event) =>
-          setFingerprint((e.currentTarget as HTMLInputElement).value)}
-      />
-      <p id="server-fingerprint-hint" class="hint">
-        For an Umbrella with a self-signed certificate: the SHA-256 fingerprint shown
-        on its Status page.
-      </p>
-      ${problem && html`<p class="alert" role="alert">${problem}</p>`}
+      ${kind === "trunk" &&
+        html`
+          <label for="server-fingerprint">
+            Certificate fingerprint <span class="optional">(optional)</span>
+          </label>
+          <input
+            id="server-fingerprint"
+            name="fingerprint"
+            autocomplete="off"
+            autocapitalize="characters"
+            spellcheck="false"
+            placeholder="AB:CD:EF:…"
+            aria-describedby=${describedBy("fingerprint")}
+            aria-invalid=${problem?.field === "fingerprint"}
+            value=${form.fingerprint}
+            onInput=${update("fingerprint")}
+          />
+          ${fieldProblem("fingerprint")}
+          <p id="server-fingerprint-hint" class="hint">
+            Needed when the other Umbrella has its own self-signed certificate, as
+            one on a home network does. Open that Umbrella's Status page and copy
+            its "Certificate fingerprint" here. Leave empty for a server with a
+            certificate browsers already trust.
+          </p>
+        `}
+      ${kind === "camera" &&
+        html`
+          <label for="server-name">
+            Camera name <span class="optional">(optional)</span>
+          </label>
+          <input
+            id="server-name"
+            name="name"
+            autocomplete="off"
+            maxlength="64"
+            placeholder="Front door"
+            aria-describedby=${describedBy("name")}
+            aria-invalid=${problem?.field === "name"}
+            value=${form.name}
+            onInput=${update("name")}
+          />
+          ${fieldProblem("name")}
+          <p id="server-name-hint" class="hint">
+            What people in the call see on the camera's picture. Empty: the
+            camera's address.
+          </p>
+          <fieldset class="choices" aria-describedby="server-transport-hint">
+            <legend>Transport</legend>
+            <label>
+              <input
+                type="radio"
+                name="transport"
+                value="tcp"
+                checked=${form.transport === "tcp"}
+                onChange=${update("transport")}
+              />
+              TCP
+            </label>
+            <label>
+              <input
+                type="radio"
+                name="transport"
+                value="udp"
+                checked=${form.transport === "udp"}
+                onChange=${update("transport")}
+              />
+              UDP
+            </label>
+          </fieldset>
+          <p id="server-transport-hint" class="hint">
+            TCP (recommended) carries the video inside the camera connection and
+            works through firewalls and VPNs. UDP can start faster on a quiet local
+            network but loses picture on a busy one.
+          </p>
+          <label for="server-idleSeconds">
+            Idle seconds <span class="optional">(optional)</span>
+          </label>
+          <input
+            id="server-idleSeconds"
+            name="idleSeconds"
+            inputmode="numeric"
+            autocomplete="off"
+            placeholder="server default"
+            aria-describedby=${describedBy("idleSeconds")}
+            aria-invalid=${problem?.field === "idleSeconds"}
+            value=${form.idleSeconds}
+            onInput=${update("idleSeconds")}
+          />
+          ${fieldProblem("idleSeconds")}
+          <p id="server-idleSeconds-hint" class="hint">
+            How long the camera keeps streaming after the last viewer leaves; it
+            connects again when someone watches. 0 keeps it always on: pictures
+            start at once, but the camera streams all the time. Empty: the
+            server's setting (--camera-idle-seconds, 30 s by default).
+          </p>
+        `}
+      ${problem?.field === null &&
+        html`<p class="alert" role="alert">${problem.text}</p>`}
       <div class="actions">
-        <button type="submit" class="primary" disabled=${busy}>Add server</button>
+        <button type="submit" class="primary" disabled=${busy}>
+          ${kind === "camera"
+            ? "Add camera"
+            : kind === "trunk"
+            ? "Add link"
+            : "Add"}
+        </button>
       </div>
     </form>
   `;
 }
 
-/** Remote servers with their state; with `onRemove`, each row gets a remove
- * button. Shared by the Servers and the Status page. */
-export function ServerTable(
-  { servers, fetchedAt, now, onRemove, empty }: {
-    servers: RemoteServer[];
-    fetchedAt: number;
-    now: number;
-    onRemove?: (server: RemoteServer) => void;
-    empty: string;
+/** A remote's state word in its colour. */
+export function StateBadge(
+  { state, retryIn }: { state: string; retryIn: number | null },
+) {
+  return html`<span class=${`badge ${stateTone(state)}`}>${
+    remoteStateLabel(
+      state,
+      retryIn,
+    )
+  }</span>`;
+}
+
+/** One line per camera track: codec, kind and how many watch it. */
+export function CameraTracks({ tracks }: { tracks: CameraTrack[] }) {
+  if (tracks.length === 0) return html`<span class="muted">none yet</span>`;
+  return html`
+    <ul class="plain">
+      ${tracks.map((track) =>
+        html`<li key=${track.id}>${cameraTrackText(track)}</li>`
+      )}
+    </ul>
+  `;
+}
+
+function RemoteCard(
+  { server, retryIn, onRemove }: {
+    server: RemoteServer;
+    retryIn: number | null;
+    onRemove: (server: RemoteServer) => void;
   },
 ) {
-  if (servers.length === 0) return html`<p class="empty">${empty}</p>`;
+  const kindName = server.kind === "trunk" ? "Umbrella link" : "Camera";
+  const title = server.kind === "camera" && server.detail.name
+    ? server.detail.name
+    : server.url;
   return html`
-    <div class="table-wrap">
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Kind</th>
-            <th scope="col">Address</th>
-            <th scope="col">State</th>
-            <th scope="col">Last error</th>
-            ${onRemove &&
-              html`<th scope="col"><span class="sr-only">Actions</span></th>`}
-          </tr>
-        </thead>
-        <tbody>
-          ${servers.map((server) =>
-            html`
-              <tr key=${server.id} data-server-id=${server.id}>
-                <td data-label="Kind">${server.kind === "trunk"
-                  ? "Umbrella"
-                  : "Camera"}</td>
-                <td class="mono" data-label="Address">${server.url}</td>
-                <td data-label="State">
-                  <span class=${`badge ${stateTone(server.state)}`}>${server
-                    .state}</span>
-                  ${server.retryInSeconds !== null &&
-                    html`
-                      <span class="retry">retrying in ${formatDuration(
-                        Math.ceil(
-                          server.retryInSeconds -
-                            Math.max(0, now - fetchedAt) / 1000,
-                        ),
-                      )}</span>
-                    `}
-                </td>
-                <td data-label="Last error">${server.lastError ??
-                  "—"}${Object.keys(server.detail ?? {}).length > 0 &&
-                  html`
-                    <details>
-                      <summary>Details</summary>
-                      <pre>${JSON.stringify(server.detail, null, 2)}</pre>
-                    </details>
-                  `}</td>
-                ${onRemove &&
-                  html`
-                    <td class="row-actions">
-                      <button
-                        type="button"
-                        class="danger small"
-                        aria-label=${`Remove ${server.url}`}
-                        onClick=${() => onRemove(server)}
-                      >
-                        Remove
-                      </button>
-                    </td>
-                  `}
-              </tr>
-            `
-          )}
-        </tbody>
-      </table>
+    <li class="card remote" data-server-id=${server.id}>
+      <div class="remote-head">
+        <span class="kind">${kindName}</span>
+        <${StateBadge} state=${server.state} retryIn=${retryIn} />
+        <button
+          type="button"
+          class="danger small"
+          aria-label=${`Remove ${kindName.toLowerCase()} ${title}`}
+          onClick=${() => onRemove(server)}
+        >
+          Remove
+        </button>
+      </div>
+      ${server.kind === "camera" && server.detail.name &&
+        html`<p class="remote-name">${server.detail.name}</p>`}
+      <p class="mono remote-url">${server.url}</p>
+      ${server.lastError &&
+        html`
+          <p class="remote-error">
+            <span class="label">Last error:</span> ${sentence(server.lastError)}
+          </p>
+        `}
+      <dl class="remote-facts">
+        ${server.kind === "trunk"
+          ? html`<${TrunkFacts} url=${server.url} detail=${server.detail} />`
+          : html`<${CameraFacts} detail=${server.detail} />`}
+      </dl>
+    </li>
+  `;
+}
+
+function TrunkFacts(
+  { url, detail }: {
+    url: string;
+    detail: Extract<RemoteServer, { kind: "trunk" }>["detail"];
+  },
+) {
+  return html`
+    ${detail.remoteSite !== undefined &&
+      html`
+        <div>
+          <dt>Remote site</dt>
+          <dd>${detail.remoteSite}</dd>
+        </div>
+      `}
+    ${detail.bytesIn !== undefined &&
+      html`
+        <div>
+          <dt>Receiving</dt>
+          <dd>${trafficText(detail.tracksIn ?? 0, detail.bytesIn)}</dd>
+        </div>
+        <div>
+          <dt>Sending</dt>
+          <dd>${trafficText(detail.tracksOut ?? 0, detail.bytesOut ?? 0)}</dd>
+        </div>
+      `}
+    <div class=${detail.fingerprint ? "wide" : ""}>
+      <dt>Certificate</dt>
+      <dd>${certificateText(url, detail.fingerprint)}</dd>
     </div>
+  `;
+}
+
+function certificateText(url: string, fingerprint: string | undefined) {
+  if (fingerprint) {
+    return html`pinned to <span class="mono">${fingerprint}</span>`;
+  }
+  return url.startsWith("ws:")
+    ? "none: ws:// is not encrypted"
+    : "checked as a browser would";
+}
+
+function CameraFacts(
+  { detail }: {
+    detail: Extract<RemoteServer, { kind: "camera" }>["detail"];
+  },
+) {
+  return html`
+    <div>
+      <dt>Tracks</dt>
+      <dd>
+        <${CameraTracks} tracks=${detail.tracks ?? []} />
+      </dd>
+    </div>
+    ${detail.transport &&
+      html`
+        <div>
+          <dt>Transport</dt>
+          <dd>${detail.transport.toUpperCase()}</dd>
+        </div>
+      `}
+    ${detail.idleSeconds !== undefined &&
+      html`
+        <div>
+          <dt>When nobody watches</dt>
+          <dd>${idleText(detail.idleSeconds)}</dd>
+        </div>
+      `}
+    ${detail.reconnects !== undefined &&
+      html`
+        <div>
+          <dt>Reconnects</dt>
+          <dd>${detail.reconnects}</dd>
+        </div>
+      `}
+    ${(detail.notices ?? []).length > 0 &&
+      html`
+        <div class="wide">
+          <dt>Notices</dt>
+          <dd>
+            <ul class="plain">
+              ${detail.notices!.map((notice) =>
+                html`<li>${sentence(notice)}</li>`
+              )}
+            </ul>
+          </dd>
+        </div>
+      `}
   `;
 }

@@ -16,6 +16,7 @@ import {
   PeerKind,
   PROTOCOL_VERSION,
   type TrackInfo,
+  TrackSource,
 } from "../proto/messages.ts";
 import { codecName, reconnectDelaySeconds } from "./format.ts";
 
@@ -32,6 +33,8 @@ export interface Participant<Media> {
   id: string;
   name: string;
   site: string;
+  /** An RTSP camera brought in by a node rather than a person. */
+  camera: boolean;
   announced: TrackInfo[];
   media: Media[];
   /** Plain words about a problem with this participant's media. */
@@ -548,6 +551,7 @@ export function groupParticipants<Media>(
         id,
         name: track.participantName || track.label || "Unnamed",
         site: track.site ?? "",
+        camera: track.source === TrackSource.Camera,
         announced: [],
         media: [],
         problem: null,

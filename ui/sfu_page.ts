@@ -5,6 +5,7 @@ import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { MediaKind } from "../proto/messages.ts";
 import {
+  fromOtherSite,
   hueOf,
   initials,
   INSECURE_CONTEXT_MESSAGE,
@@ -248,7 +249,13 @@ function CallScreen(
             />
           `}
         ${participants.map((participant) =>
-          html`<${RemoteTile} key=${participant.id} participant=${participant} />`
+          html`
+            <${RemoteTile}
+              key=${participant.id}
+              participant=${participant}
+              ownSite=${session.site}
+            />
+          `
         )}
       </div>
       ${participants.length === 0 && session.state === "in-call" &&
@@ -317,7 +324,10 @@ function LocalTile(
 }
 
 function RemoteTile(
-  { participant }: { participant: Participant<MediaStreamTrack> },
+  { participant, ownSite }: {
+    participant: Participant<MediaStreamTrack>;
+    ownSite: string;
+  },
 ) {
   const videoRef = useRef<HTMLVideoElement>(null);
   const [hasFrames, setHasFrames] = useState(false);
@@ -372,10 +382,18 @@ function RemoteTile(
         onresize=${noteFrames}
       ></video>
       ${!showVideo &&
-        html`<${Avatar} id=${participant.id} name=${participant.name} />`}
+        html`
+          <${Avatar}
+            id=${participant.id}
+            name=${participant.name}
+            camera=${participant.camera}
+          />
+        `}
       <${TileLabel}
         name=${participant.name}
         site=${participant.site}
+        otherSite=${fromOtherSite(participant.site, ownSite)}
+        camera=${participant.camera}
         muted=${audioInfo?.muted ?? false}
       />
       ${participant.problem &&
@@ -416,21 +434,63 @@ function playWithSound(
   );
 }
 
-function Avatar({ id, name }: { id: string; name: string }) {
+function Avatar(
+  { id, name, camera = false }: { id: string; name: string; camera?: boolean },
+) {
   return html`
     <div class="avatar" aria-hidden="true">
-      <span style=${`--hue: ${hueOf(id)}`}>${initials(name)}</span>
+      <span style=${`--hue: ${hueOf(id)}`}>${camera
+        ? html`<${CameraIcon} size=${44} />`
+        : initials(name)}</span>
     </div>
   `;
 }
 
+/** A video camera pictogram, marking tracks from RTSP cameras. */
+function CameraIcon({ size }: { size: number }) {
+  return html`
+    <svg
+      class="camera-icon"
+      viewBox="0 0 24 24"
+      width=${size}
+      height=${size}
+      aria-hidden="true"
+    >
+      <path
+        fill="currentColor"
+        d="M4 6h10a2 2 0 0 1 2 2v1.6l4.4-2.9a1 1 0 0 1 1.6.8v9a1 1 0 0 1-1.6.8L16 14.4V16a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2z"
+      />
+    </svg>
+  `;
+}
+
 function TileLabel(
-  { name, site, muted }: { name: string; site: string; muted: boolean },
+  { name, site, otherSite = false, camera = false, muted }: {
+    name: string;
+    site: string;
+    /** Reached over a trunk from another site. */
+    otherSite?: boolean;
+    camera?: boolean;
+    muted: boolean;
+  },
 ) {
   return html`
     <div class="tile-label">
+      ${camera &&
+        html`
+          <${CameraIcon} size=${16} />
+          <span class="sr-only">Camera</span>
+        `}
       <span class="tile-name">${name}</span>
-      ${site && html`<span class="tile-site">${site}</span>`}
+      ${site &&
+        html`
+          <span
+            class=${otherSite ? "tile-site other-site" : "tile-site"}
+            title=${otherSite
+              ? "At another site, linked by a trunk"
+              : undefined}
+          >${site}</span>
+        `}
       ${muted && html`<span class="tile-muted">microphone off</span>`}
     </div>
   `;

@@ -2,11 +2,14 @@
 // Live view of this node: who is connected, which tracks flow, and how the
 // links to other servers are doing.
 import { html } from "htm/preact";
-import { useRef } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import {
+  type CameraStatus,
+  type RemoteServer,
   type ServersResponse,
   type StatusResponse,
   type TrackStatus,
+  type TrunkStatus,
   useNow,
   usePolling,
 } from "./api.ts";
@@ -15,10 +18,12 @@ import {
   formatBitrate,
   formatDuration,
   formatPercent,
+  signallingUrl,
   sparklinePoints,
   stateTone,
 } from "./format.ts";
-import { ServerTable } from "./servers_page.ts";
+import { secondsLeft, sentence, trafficText } from "./remotes.ts";
+import { CameraTracks, StateBadge } from "./servers_page.ts";
 
 const POLL_MS = 2000;
 /** About 60 s of bitrate history at one sample per poll. */
@@ -28,11 +33,11 @@ const SPARK_HEIGHT = 24;
 
 export function StatusPage() {
   const status = usePolling<StatusResponse>("api/status", POLL_MS);
+  // Outgoing trunks that are down are only in the servers list.
   const servers = usePolling<ServersResponse>("api/servers", POLL_MS);
   const now = useNow(1000);
   const history = useBitrateHistory(status.data?.tracks, status.fetchedAt);
   const data = status.data;
-  const remotes = servers.data?.servers ?? [];
 
   return html`
     <main class="page">
@@ -69,33 +74,64 @@ export function StatusPage() {
             </div>
             <div class="wide">
               <dt>Certificate fingerprint (SHA-256)</dt>
-              <dd class="mono">${data.node.certificateFingerprint ??
-                "none (plain http)"}</dd>
+              <dd>
+                <${Fingerprint} value=${data.node.certificateFingerprint} />
+              </dd>
+            </div>
+            <div class="wide">
+              <dt>Address for other Umbrellas</dt>
+              <dd class="mono">${signallingUrl(location.href)}</dd>
             </div>
           </dl>
           <${PeerTable} peers=${data.peers} />
           <${TrackTable} tracks=${data.tracks} history=${history} />
+          <${TrunkTable}
+            trunks=${data.trunks}
+            unlinked=${(servers.data?.servers ?? []).filter((server) =>
+              server.kind === "trunk" && server.state !== "connected"
+            )}
+            fetchedAt=${servers.fetchedAt}
+            now=${now}
+          />
+          <${CameraTable}
+            cameras=${data.cameras}
+            fetchedAt=${status.fetchedAt}
+            now=${now}
+          />
         `
         : !status.error && html`<p role="status">Loading…</p>`}
-      <section aria-labelledby="status-trunks">
-        <h2 id="status-trunks">Trunks</h2>
-        <${ServerTable}
-          servers=${remotes.filter((server) => server.kind === "trunk")}
-          fetchedAt=${servers.fetchedAt}
-          now=${now}
-          empty="No links to other Umbrella servers."
-        />
-      </section>
-      <section aria-labelledby="status-cameras">
-        <h2 id="status-cameras">Cameras</h2>
-        <${ServerTable}
-          servers=${remotes.filter((server) => server.kind === "camera")}
-          fetchedAt=${servers.fetchedAt}
-          now=${now}
-          empty="No cameras."
-        />
-      </section>
     </main>
+  `;
+}
+
+/** The fingerprint another node pins to trust this one, with a copy
+ * button where the browser allows copying. */
+function Fingerprint({ value }: { value: string | null }) {
+  const [copied, setCopied] = useState<string | null>(null);
+  if (value === null) {
+    return html`<span class="plain-text">none: this node serves plain http
+      behind a proxy, whose certificate others check as usual</span>`;
+  }
+  const copy = () =>
+    navigator.clipboard.writeText(value).then(
+      () => setCopied("Copied."),
+      () => setCopied("Copying was refused; select the text instead."),
+    );
+  return html`
+    <span class="mono">${value}</span>
+    ${globalThis.isSecureContext && navigator.clipboard &&
+      html`
+        <button
+          type="button"
+          class="small"
+          aria-label="Copy certificate fingerprint"
+          onClick=${copy}
+        >
+          Copy
+        </button>
+      `}
+    <span class="sub" role="status">${copied ??
+      "Paste it into Certificate fingerprint on the other Umbrella's Servers page to link it to this one."}</span>
   `;
 }
 
@@ -253,5 +289,161 @@ function Sparkline({ values }: { values: number[] }) {
         stroke-linejoin="round"
       />
     </svg>
+  `;
+}
+
+function TrunkTable(
+  { trunks, unlinked, fetchedAt, now }: {
+    trunks: TrunkStatus[];
+    /** Outgoing trunks from the servers list that are not connected. */
+    unlinked: RemoteServer[];
+    fetchedAt: number;
+    now: number;
+  },
+) {
+  return html`
+    <section aria-labelledby="status-trunks">
+      <h2 id="status-trunks">Trunks (${trunks.length + unlinked.length})</h2>
+      ${trunks.length + unlinked.length === 0
+        ? html`
+          <p class="empty">
+            No links to other Umbrella servers. Add one on the <a href="servers"
+            >Servers</a> page.
+          </p>
+        `
+        : html`
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Remote site</th>
+                  <th scope="col">Direction</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Connected for</th>
+                  <th scope="col" class="num">Receiving</th>
+                  <th scope="col" class="num">Sending</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${trunks.map((trunk) =>
+                  html`
+                    <tr key=${trunk.id} data-trunk-id=${trunk.id}>
+                      <td data-label="Remote site">
+                        ${trunk.remoteSite}
+                        <span class="sub mono">${trunk.remoteNodeId}</span>
+                      </td>
+                      <td data-label="Direction">${trunk.direction ===
+                          "outgoing"
+                        ? "outgoing"
+                        : "incoming"}</td>
+                      <td data-label="State">
+                        <${StateBadge} state="connected" retryIn=${null} />
+                      </td>
+                      <td data-label="Connected for">${formatDuration(
+                        trunk.connectedSeconds,
+                      )}</td>
+                      <td class="num" data-label="Receiving">${trafficText(
+                        trunk.tracksIn,
+                        trunk.bytesIn,
+                      )}</td>
+                      <td class="num" data-label="Sending">${trafficText(
+                        trunk.tracksOut,
+                        trunk.bytesOut,
+                      )}</td>
+                    </tr>
+                  `
+                )}
+                ${unlinked.map((server) =>
+                  html`
+                    <tr key=${server.id} data-server-id=${server.id}>
+                      <td data-label="Remote site" class="mono">${server
+                        .url}</td>
+                      <td data-label="Direction">outgoing</td>
+                      <td data-label="State" colspan="4">
+                        <${StateBadge}
+                          state=${server.state}
+                          retryIn=${secondsLeft(
+                            server.retryInSeconds,
+                            fetchedAt,
+                            now,
+                          )}
+                        />
+                        ${server.lastError &&
+                          html`<span class="sub">${
+                            sentence(
+                              server.lastError,
+                            )
+                          }</span>`}
+                      </td>
+                    </tr>
+                  `
+                )}
+              </tbody>
+            </table>
+          </div>
+        `}
+    </section>
+  `;
+}
+
+function CameraTable(
+  { cameras, fetchedAt, now }: {
+    cameras: CameraStatus[];
+    fetchedAt: number;
+    now: number;
+  },
+) {
+  return html`
+    <section aria-labelledby="status-cameras">
+      <h2 id="status-cameras">Cameras (${cameras.length})</h2>
+      ${cameras.length === 0
+        ? html`
+          <p class="empty">
+            No cameras. Add one on the <a href="servers">Servers</a> page.
+          </p>
+        `
+        : html`
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Last error</th>
+                  <th scope="col">Tracks and viewers</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${cameras.map((camera) =>
+                  html`
+                    <tr key=${camera.id} data-camera-id=${camera.id}>
+                      <td data-label="Name">${camera.name}</td>
+                      <td data-label="State">
+                        <${StateBadge}
+                          state=${camera.state}
+                          retryIn=${secondsLeft(
+                            camera.retryInSeconds,
+                            fetchedAt,
+                            now,
+                          )}
+                        />
+                      </td>
+                      <td data-label="Last error">${camera.lastError
+                        ? sentence(camera.lastError)
+                        : "—"}</td>
+                      <td data-label="Tracks and viewers">
+                        <${CameraTracks} tracks=${camera.detail.tracks} />
+                        ${camera.detail.notices.map((notice) =>
+                          html`<span class="sub">${sentence(notice)}</span>`
+                        )}
+                      </td>
+                    </tr>
+                  `
+                )}
+              </tbody>
+            </table>
+          </div>
+        `}
+    </section>
   `;
 }
