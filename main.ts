@@ -2,7 +2,7 @@
 import { startNode } from "./server/app.ts";
 import { ConfigError, ConfigExit, loadConfig } from "./server/config.ts";
 import { log, setLogFormat, setLogLevel } from "./server/log.ts";
-import { localAddresses } from "./server/net.ts";
+import { localAddresses, mdnsHostName } from "./server/net.ts";
 import { VERSION } from "./server/version.ts";
 
 async function main(): Promise<number> {
@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   const hosts = config.publicHost
     ? [config.publicHost]
     : wildcard
-    ? [`${Deno.hostname()}.local`, ...localAddresses()]
+    ? [`${mdnsHostName()}.local`, ...localAddresses()]
     : [config.listenHost];
   for (const host of hosts) {
     const shown = host.includes(":") ? `[${host}]` : host;

@@ -12,7 +12,7 @@ import { loadNodeIdentity } from "./identity.ts";
 import { log } from "./log.ts";
 import { MdnsResponder, resolveMdns } from "./mdns.ts";
 import { renderMetrics } from "./metrics.ts";
-import { localAddresses } from "./net.ts";
+import { localAddresses, mdnsHostName } from "./net.ts";
 import {
   InvalidRemoteError,
   redactUrl,
@@ -56,7 +56,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     ? await loadCertificateFiles(config.cert, config.key)
     : await ensureCertificate({
       dataDir: config.dataDir,
-      hostnames: [hostname, `${hostname}.local`, "localhost"],
+      hostnames: [hostname, `${mdnsHostName()}.local`, "localhost"],
       ipAddresses: ["127.0.0.1", "::1", ...localAddresses()],
     });
   if (tls?.generated) {
@@ -105,7 +105,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
   };
   const resolveLocalName = (host: string) =>
     /\.local\.?$/i.test(host)
-      ? resolveMdns(host, { timeoutMs: MDNS_TIMEOUT_MS })
+      ? resolveMdns(host, { timeoutMs: MDNS_TIMEOUT_MS }).then((address) =>
+        address ??
+          Promise.reject(
+            new Error(
+              "no answer to mDNS: is the remote running, with mDNS on, on this network?",
+            ),
+          )
+      )
       : Promise.resolve(undefined);
   // What each entry of the servers list runs: a trunk dialer or a camera.
   const sources = new Map<
@@ -354,7 +361,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const addr = await listening.promise;
   const scheme = tls ? "https" : "http";
   // Phones on the LAN find a local node by name; a cloud node has real DNS.
-  const mdnsName = hostname.split(".")[0];
+  const mdnsName = mdnsHostName();
   const mdns = !config.cloud && config.mdns
     ? await MdnsResponder.start({
       hostname: mdnsName,

@@ -29,3 +29,9 @@ export function localAddresses(): string[] {
   }
   return [...found].sort((a, b) => isIP(a) - isIP(b));
 }
+
+/** The name this machine answers to over mDNS: the first label of its host
+ * name, so "vm.example.com" is reached as "vm.local". */
+export function mdnsHostName(): string {
+  return Deno.hostname().split(".")[0];
+}

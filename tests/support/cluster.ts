@@ -124,3 +124,118 @@ export async function waitForFlow(
     timeoutMs,
   );
 }
+
+/** POSTs an entry (e.g. {url, fingerprint}) to a node's servers list; the
+ * status and body are returned as they are, so refusals can be checked. */
+export async function addServer(
+  node: ServerProcess,
+  entry: Record<string, unknown>,
+): Promise<{ status: number; body: { server?: ServerEntry; error?: string } }> {
+  const response = await fetch(`${node.origin}${node.prefix}/api/servers`, {
+    method: "POST",
+    body: JSON.stringify(entry),
+    headers: { "content-type": "application/json" },
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** A node's api/status document. */
+export async function nodeStatus(
+  node: ServerProcess,
+): Promise<{
+  node: { site: string; certificateFingerprint: string | null };
+  tracks: { id: string; site: string }[];
+}> {
+  return await (await fetch(`${node.origin}${node.prefix}/api/status`)).json();
+}
+
+/**
+ * A local-mode (HTTPS) node as plain-HTTP test clients reach it: through a
+ * loopback relay that speaks TLS to the node, trusting exactly the node's own
+ * self-signed certificate. WeriftClient and the helpers above use fetch and
+ * WebSocket without a per-call HttpClient, so this lets them all work
+ * unchanged. Stopping the returned process closes the relay, then the node.
+ */
+export async function behindPlainRelay(
+  node: ServerProcess,
+): Promise<ServerProcess> {
+  const caCerts = [await Deno.readTextFile(`${node.dataDir}/cert.pem`)];
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const conns = new Set<Deno.Conn>();
+  const relays = new Set<Promise<void>>();
+  let closed = false;
+  const closeQuietly = (conn: Deno.Conn) => {
+    try {
+      conn.close();
+    } catch { /* already closed by the other direction */ }
+  };
+  const relay = async (client: Deno.Conn) => {
+    conns.add(client);
+    let upstream: Deno.TlsConn | undefined;
+    try {
+      upstream = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: node.port,
+        caCerts,
+      });
+      conns.add(upstream);
+      if (closed) return;
+      await Promise.allSettled([
+        client.readable.pipeTo(upstream.writable),
+        upstream.readable.pipeTo(client.writable),
+      ]);
+    } catch {
+      /* the node went away: the client sees its connection close */
+    } finally {
+      for (const conn of [client, upstream]) {
+        if (!conn) continue;
+        conns.delete(conn);
+        closeQuietly(conn);
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const relayed = relay(client);
+      relays.add(relayed);
+      relayed.then(() => relays.delete(relayed));
+    }
+  })();
+  return {
+    ...node,
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}${node.prefix}/wsb`,
+    async stop() {
+      closed = true;
+      listener.close();
+      await accepting.catch(() => {});
+      for (const conn of conns) closeQuietly(conn);
+      await Promise.all(relays);
+      await node.stop();
+    },
+  };
+}
+
+/** Waits until a node's first servers-list entry meets `condition`. */
+export async function waitForServerEntry(
+  node: ServerProcess,
+  what: string,
+  condition: (entry: ServerEntry) => boolean,
+  timeoutMs = 15_000,
+): Promise<ServerEntry> {
+  const deadline = performance.now() + timeoutMs;
+  while (true) {
+    const [entry] = await servers(node);
+    if (entry && condition(entry)) return entry;
+    if (performance.now() > deadline) {
+      throw new Error(
+        `timed out waiting for the server entry to be ${what}: ${
+          JSON.stringify(entry)
+        }`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

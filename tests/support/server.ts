@@ -23,6 +23,8 @@ export interface ServerOptions {
   dataDir?: string;
   /** Serve plain HTTP (cloud mode); default true, since most tests need no TLS. */
   cloud?: boolean;
+  /** Answer mDNS (default false): only for tests inside a private network namespace. */
+  mdns?: boolean;
 }
 
 export async function startServer(
@@ -51,8 +53,9 @@ export async function startServer(
     "json",
     "--log-level",
     "debug",
-    // Test servers stay off the machine's real network: no mDNS.
-    "--no-mdns",
+    // Test servers stay off the machine's real network: no mDNS, unless the
+    // test runs them inside a private network namespace.
+    ...(options.mdns ? [] : ["--no-mdns"]),
     ...(options.cloud ?? true ? ["--cloud"] : []),
     ...(prefix ? ["--http-prefix", prefix] : []),
     ...(options.args ?? []),
