@@ -92,6 +92,50 @@ export function renderMetrics(
       lines.push(`${name}{kind="${kind}"} ${totals[kind][key]}`);
     }
   }
+  // Per trunk link: what the backhaul carries each way.
+  const links = [...sessions].filter((s) => s.kind === "node" && s.peer);
+  const linkLabels = (s: SignallingSession) =>
+    `{remote_site="${labelValue(s.remoteSite)}",remote_node="${
+      labelValue(s.remoteNodeId)
+    }"}`;
+  const linkFamilies: [
+    string,
+    string,
+    string,
+    (s: SignallingSession) => number,
+  ][] = [
+    [
+      "umbrella_trunk_bytes_out_total",
+      "counter",
+      "RTP payload bytes sent to another node over a trunk.",
+      (s) => s.peer!.mediaBytesSent,
+    ],
+    [
+      "umbrella_trunk_bytes_in_total",
+      "counter",
+      "RTP payload bytes received from another node over a trunk.",
+      (s) => s.peer!.mediaBytesReceived,
+    ],
+    [
+      "umbrella_trunk_tracks_out",
+      "gauge",
+      "Tracks sent to another node over a trunk.",
+      (s) => [...s.peer!.subscriptions].length,
+    ],
+    [
+      "umbrella_trunk_tracks_in",
+      "gauge",
+      "Tracks received from another node over a trunk.",
+      (s) => s.peer!.inboundTracks.length,
+    ],
+  ];
+  for (const [name, type, help, value] of linkFamilies) {
+    family(name, type, help);
+    for (const link of links) {
+      lines.push(`${name}${linkLabels(link)} ${value(link)}`);
+    }
+  }
+
   family(
     "umbrella_process_resident_memory_bytes",
     "gauge",
@@ -105,4 +149,9 @@ export function renderMetrics(
   );
   lines.push(`umbrella_process_heap_used_bytes ${memory.heapUsed}`);
   return lines.join("\n") + "\n";
+}
+
+/** Escapes a label value as the Prometheus text format requires. */
+function labelValue(text: string): string {
+  return text.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
 }

@@ -7,6 +7,7 @@ import {
   link,
   snapshot,
   startNodes,
+  trunkMetrics,
   trunks,
   unlink,
   waitForFlow,
@@ -120,6 +121,19 @@ Deno.test("a chain of three nodes: every track reaches every site once, pulled o
       "nothing outside C watches C's video: no media from C to B",
     );
     assert.equal(cToB.tracksOut, 0);
+    // The same figures as an operator's Prometheus sees them.
+    const [metricsA, metricsB, metricsC] = await Promise.all(
+      nodes.map(trunkMetrics),
+    );
+    const aToBMetrics = metricsA.get("site-B")!;
+    assert.equal(aToBMetrics.tracksOut, 2);
+    assert.ok(aToBMetrics.bytesOut >= aToB.bytesOut);
+    assert.ok(aToBMetrics.bytesOut < sentByA * 1000 * 1.5);
+    assert.equal(metricsB.get("site-A")!.bytesOut, 0);
+    assert.ok(metricsB.get("site-A")!.bytesIn > 0);
+    assert.equal(metricsB.get("site-C")!.tracksOut, 3);
+    assert.equal(metricsC.get("site-B")!.bytesOut, 0);
+    assert.equal(metricsC.get("site-B")!.tracksIn, 3);
   } finally {
     await stopAll(clients, nodes);
   }

@@ -239,3 +239,36 @@ export async function waitForServerEntry(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+export interface TrunkMetrics {
+  bytesOut: number;
+  bytesIn: number;
+  tracksOut: number;
+  tracksIn: number;
+}
+
+/** A node's per-trunk figures from its Prometheus /metrics, by remote site. */
+export async function trunkMetrics(
+  node: ServerProcess,
+): Promise<Map<string, TrunkMetrics>> {
+  const text = await (await fetch(`${node.origin}${node.prefix}/metrics`))
+    .text();
+  const fields: Record<string, keyof TrunkMetrics> = {
+    umbrella_trunk_bytes_out_total: "bytesOut",
+    umbrella_trunk_bytes_in_total: "bytesIn",
+    umbrella_trunk_tracks_out: "tracksOut",
+    umbrella_trunk_tracks_in: "tracksIn",
+  };
+  const links = new Map<string, TrunkMetrics>();
+  for (const line of text.split("\n")) {
+    const match = line.match(
+      /^(umbrella_trunk_\w+)\{remote_site="([^"]*)",[^}]*\} (\d+)$/,
+    );
+    if (!match || !(match[1] in fields)) continue;
+    const link = links.get(match[2]) ??
+      { bytesOut: 0, bytesIn: 0, tracksOut: 0, tracksIn: 0 };
+    link[fields[match[1]]] = Number(match[3]);
+    links.set(match[2], link);
+  }
+  return links;
+}
