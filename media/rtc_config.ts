@@ -39,6 +39,18 @@ export function supportedCodecs() {
         payloadType: 111,
         parameters: "minptime=10;useinbandfec=1",
       }),
+      new RTCRtpCodecParameters({
+        mimeType: "audio/PCMU",
+        clockRate: 8000,
+        channels: 1,
+        payloadType: 0,
+      }),
+      new RTCRtpCodecParameters({
+        mimeType: "audio/PCMA",
+        clockRate: 8000,
+        channels: 1,
+        payloadType: 8,
+      }),
     ],
     video: [
       new RTCRtpCodecParameters({

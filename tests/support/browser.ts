@@ -303,25 +303,42 @@ function sameList(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((item, i) => item === b[i]);
 }
 
-/** One scenario: a fresh Umbrella server and the pages opened against it.
- * Everything is closed afterwards; on failure every page is photographed
- * and the server's log saved, and the error carries what the pages said. */
+/** One scenario: Umbrella nodes and the pages opened against them.
+ * Everything the scene opened is closed afterwards; on failure every page is
+ * photographed and each node's log and status saved, and the error carries
+ * what the pages said. Pages go to the first node unless told otherwise. */
 export class Scene {
   readonly pages: BrowserPage[] = [];
 
   private constructor(
     readonly name: string,
     readonly browser: Browser,
-    readonly server: ServerProcess,
+    readonly nodes: ServerProcess[],
   ) {}
 
+  /** A scene on a fresh server of its own, stopped at the end. */
   static async run(
     name: string,
     browser: Browser,
     serverOptions: ServerOptions,
     body: (scene: Scene) => Promise<void>,
   ): Promise<void> {
-    const scene = new Scene(name, browser, await startServer(serverOptions));
+    const server = await startServer(serverOptions);
+    try {
+      await Scene.across(name, browser, [server], body);
+    } finally {
+      await server.stop();
+    }
+  }
+
+  /** A scene on nodes the caller started (and linked, and stops). */
+  static async across(
+    name: string,
+    browser: Browser,
+    nodes: ServerProcess[],
+    body: (scene: Scene) => Promise<void>,
+  ): Promise<void> {
+    const scene = new Scene(name, browser, nodes);
     try {
       await body(scene);
     } catch (error) {
@@ -331,24 +348,36 @@ export class Scene {
       );
     } finally {
       await Promise.all(scene.pages.map((page) => page.close()));
-      await scene.server.stop();
     }
   }
 
-  /** The address of one of the server's pages ("sfu", "status"). */
-  url(page: string): string {
-    return `${this.server.origin}${this.server.prefix}/${page}`;
+  get server(): ServerProcess {
+    return this.nodes[0];
+  }
+
+  /** The address of one of a node's pages ("sfu", "status"). */
+  url(page: string, node = this.server): string {
+    return `${node.origin}${node.prefix}/${page}`;
   }
 
   async join(
     name: string,
     mode: "publish" | "watch",
+    node = this.server,
   ): Promise<CallParticipant> {
-    return CallParticipant.join(await this.open(name, "sfu"), name, mode);
+    return CallParticipant.join(await this.open(name, "sfu", node), name, mode);
   }
 
-  async open(label: string, page: string): Promise<BrowserPage> {
-    const opened = await BrowserPage.open(this.browser, label, this.url(page));
+  async open(
+    label: string,
+    page: string,
+    node = this.server,
+  ): Promise<BrowserPage> {
+    const opened = await BrowserPage.open(
+      this.browser,
+      label,
+      this.url(page, node),
+    );
     this.pages.push(opened);
     return opened;
   }
@@ -365,20 +394,24 @@ export class Scene {
         page.screenshot(`${this.name}-failed-${page.label}`).catch(() => {})
       ),
     );
-    const logPath = new URL(`${this.name}-server-log.jsonl`, ARTIFACTS_DIR);
-    await Deno.writeTextFile(
-      logPath,
-      this.server.logs.map((entry) => JSON.stringify(entry)).join("\n"),
+    const saved = await Promise.all(this.nodes.map(async (node, i) => {
+      const prefix = this.nodes.length > 1
+        ? `${this.name}-node${i + 1}`
+        : this.name;
+      const logPath = new URL(`${prefix}-server-log.jsonl`, ARTIFACTS_DIR);
+      await Deno.writeTextFile(
+        logPath,
+        node.logs.map((entry) => JSON.stringify(entry)).join("\n"),
+      );
+      const statusPath = new URL(`${prefix}-status.json`, ARTIFACTS_DIR);
+      const status = await fetch(this.url("api/status", node), {
+        signal: AbortSignal.timeout(5000),
+      }).then((response) => response.text()).catch((error) => String(error));
+      await Deno.writeTextFile(statusPath, status);
+      return `server log: ${logPath.pathname}\nserver status: ${statusPath.pathname}`;
+    }));
+    return [...this.pages.map((page) => page.diagnostics()), ...saved].join(
+      "\n",
     );
-    const statusPath = new URL(`${this.name}-status.json`, ARTIFACTS_DIR);
-    const status = await fetch(this.url("api/status"), {
-      signal: AbortSignal.timeout(5000),
-    }).then((response) => response.text()).catch((error) => String(error));
-    await Deno.writeTextFile(statusPath, status);
-    return [
-      ...this.pages.map((page) => page.diagnostics()),
-      `server log: ${logPath.pathname}`,
-      `server status: ${statusPath.pathname}`,
-    ].join("\n");
   }
 }
