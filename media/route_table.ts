@@ -2,7 +2,7 @@
 // it can forward with the path they took (node ids, origin first); a node
 // never accepts a path that already contains itself, so announcements cannot
 // loop, and for each track it pulls from exactly one neighbour: the one with
-// the shortest path, ties broken by link id so every node decides alike.
+// the shortest path, ties broken by link id so a node's choice does not flap.
 // Pure logic: the trunk code applies the changes it returns.
 
 export interface Route<T extends { path: string[] }> {

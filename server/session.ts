@@ -265,7 +265,7 @@ export class SignallingSession implements RouterPeer {
     } else if (message.announce) {
       for (const info of message.announce.tracks ?? []) {
         if (this.kind === "node") {
-          this.#context.trunks.announced(this.id, fromTrackInfo(info));
+          this.#trunkAnnounced(info);
         } else if (info.id) {
           peer.setMuted(info.id, info.muted ?? false);
         }
@@ -419,6 +419,23 @@ export class SignallingSession implements RouterPeer {
     }
     context.router.addPeer(this);
     this.onReady?.();
+  }
+
+  /** One track another node cannot describe well is skipped, not the
+   * whole link: the rest of that site stays in the call. */
+  #trunkAnnounced(info: TrackInfo): void {
+    let description: TrackDescription;
+    try {
+      description = fromTrackInfo(info);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.#log.warn("ignoring a track another node announced", {
+        site: this.remoteSite,
+        reason: error.message,
+      });
+      return;
+    }
+    this.#context.trunks.announced(this.id, description);
   }
 
   #send(message: Envelope): void {

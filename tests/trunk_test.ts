@@ -2,7 +2,8 @@
 // participants at each node: exactly-once delivery on chains, cycles and
 // meshes, pull-only backhaul, failover and restart.
 import assert from "node:assert/strict";
-import { MediaKind } from "../proto/messages.ts";
+import { decodeEnvelope, encodeEnvelope } from "../proto/codec.ts";
+import { MediaKind, PeerKind, PROTOCOL_VERSION } from "../proto/messages.ts";
 import {
   link,
   snapshot,
@@ -248,5 +249,69 @@ Deno.test("a restarted node brings its trunks back from the saved servers list",
     await Promise.all(clients.map((c) => c.close()));
     await Promise.all([local.stop(), remote.stop()]);
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a node announcing one bad track keeps its link; its good tracks still reach participants", async () => {
+  const server = await startServer();
+  const socket = new WebSocket(server.wsUrl);
+  socket.binaryType = "arraybuffer";
+  let opened = false;
+  let helloed = false;
+  let closed: string | undefined;
+  socket.onopen = () => opened = true;
+  socket.onmessage = (event) => {
+    if (decodeEnvelope(new Uint8Array(event.data)).hello) helloed = true;
+  };
+  socket.onclose = (event) => closed = `${event.code} ${event.reason}`;
+  const watcher = await WeriftClient.connect(server.wsUrl, "watcher", {
+    autoSubscribe: false,
+  });
+  try {
+    await waitFor("the node's socket to open", () => opened);
+    const nodeId = "ab".repeat(16);
+    socket.send(encodeEnvelope({
+      hello: {
+        protocolVersion: PROTOCOL_VERSION,
+        kind: PeerKind.Node,
+        name: "remote",
+        nodeId,
+        site: "site-R",
+      },
+    }));
+    await waitFor("the server's hello", () => helloed);
+    const track = (id: string, mimeType: string) => ({
+      id,
+      kind: MediaKind.Video,
+      mimeType,
+      clockRate: 90000,
+      participantId: "p-remote",
+      participantName: "Remote person",
+      site: "site-R",
+      originNodeId: nodeId,
+      path: [nodeId],
+    });
+    socket.send(encodeEnvelope({
+      announce: {
+        tracks: [track("r:bad", "video/H265"), track("r:good", "video/VP8")],
+      },
+    }));
+    await waitFor(
+      "the good track to be announced",
+      () => watcher.announced.has("r:good"),
+    );
+    assert.ok(!watcher.announced.has("r:bad"), "the bad track is not");
+    assert.equal(closed, undefined, "the link stays open");
+    assert.ok(
+      server.logs.some((l) =>
+        l.msg === "ignoring a track another node announced" &&
+        /unsupported codec video\/H265/.test(String(l.reason))
+      ),
+      "the operator is told which track was ignored and why",
+    );
+  } finally {
+    socket.close();
+    await watcher.close();
+    await server.stop();
   }
 });
