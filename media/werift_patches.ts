@@ -1,5 +1,9 @@
 // A clearly separated patch layer over werift, applied once at start-up.
 //
+// SRTP: werift builds node:crypto cipher and HMAC objects for every packet;
+// media/srtp keeps one context per session (libcrypto through FFI where
+// allowed), see media/srtp/werift_srtp_patch.ts.
+//
 // NACK handling: werift's receiver re-NACKs every missing packet every 5 ms and
 // its sender retransmits every listed packet every time, with no dedup or rate
 // limit and 16-bit comparisons without wrap-around: under load that grows
@@ -14,12 +18,17 @@ import {
   RTCRtpReceiver,
   RTCRtpSender,
 } from "werift";
+import {
+  applyFastSrtp,
+  type FastSrtpStatus,
+} from "./srtp/werift_srtp_patch.ts";
 
-let applied = false;
+let applied: FastSrtpStatus | undefined;
 
-export function applyWeriftPatches(): void {
-  if (applied) return;
-  applied = true;
+/** Applies every patch once; says which SRTP implementation is in use. */
+export function applyWeriftPatches(): FastSrtpStatus {
+  if (applied) return applied;
+  applied = applyFastSrtp();
 
   // The receiver's NackHandler only runs when this getter finds "nack" in the
   // codec's feedback; PLI support is looked up separately and is untouched.
@@ -47,6 +56,7 @@ export function applyWeriftPatches(): void {
   };
 
   patchDtlsRetransmission();
+  return applied;
 }
 
 // Handshake message types (RFC 5246 7.4) of the flight each side may see

@@ -3,6 +3,7 @@
 // prefix, on plain HTTP (cloud mode, behind a TLS proxy) or HTTPS.
 import { CameraSource } from "../media/camera.ts";
 import { Router } from "../media/router.ts";
+import { applyWeriftPatches } from "../media/werift_patches.ts";
 import { TrunkRouting } from "../media/trunk_routing.ts";
 import type { MediaNetworkOptions } from "../media/rtc_config.ts";
 import { uiAsset } from "../ui/assets.ts";
@@ -64,6 +65,15 @@ export async function startNode(config: Config): Promise<RunningNode> {
       "made a self-signed certificate; browsers will ask to accept it once",
       { dataDir: config.dataDir, fingerprint: tls.fingerprintSha256 },
     );
+  }
+
+  const srtp = applyWeriftPatches();
+  if (srtp.fallbackReason) {
+    log.warn(
+      `SRTP runs on node:crypto, several times slower per packet: ${srtp.fallbackReason}`,
+    );
+  } else {
+    log.debug("SRTP implementation", { srtp: srtp.description });
   }
 
   const remotes = new RemoteStore(config.dataDir);

@@ -42,6 +42,7 @@ export async function startServer(
     "--allow-write",
     "--allow-env",
     "--allow-sys",
+    "--allow-ffi",
     MAIN,
     "--listen",
     "127.0.0.1:0",
