@@ -411,6 +411,18 @@ export class CameraSource implements RouterPeer {
       if (this.#client !== client) return;
       const plan = this.#plan(sdp);
       this.#publish(plan);
+      if (this.#demand === 0 && this.#idleSeconds > 0) {
+        // Described and announced: streaming waits for the first viewer.
+        this.#client = undefined;
+        client.close();
+        this.#state = "idle";
+        this.#lastError = null;
+        this.#attempt = 0;
+        this.#log?.info("camera ready; it streams while someone watches", {
+          camera: this.name,
+        });
+        return;
+      }
       const streams = plan.map((planned) => this.#ingest(planned));
       await client.setup(
         plan.map((planned) => planned.media),

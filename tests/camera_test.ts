@@ -299,8 +299,10 @@ Deno.test("H.265 video is refused with a plain reason; AAC audio is skipped with
     { audio: "aac" },
     (camera) => ({ url: camera.url() }),
     async ({ router, source }) => {
-      await waitFor("streaming", () => source.status().state === "streaming");
-      assert.ok(trackOf(router, "video"));
+      await waitFor(
+        "the video track",
+        () => trackOf(router, "video") !== undefined,
+      );
       assert.equal(trackOf(router, "audio"), undefined);
       const notices = source.status().detail.notices as string[];
       assert.ok(notices.some((notice) => /AAC.*audio is skipped/.test(notice)));
@@ -356,6 +358,28 @@ Deno.test("a camera restarting mid-stream is reconnected and subscribers see one
       // Tracks stayed published throughout: nobody had to resubscribe.
       assert.equal(router.tracks.size, 2);
     },
+  );
+});
+
+Deno.test("until someone watches, a camera is only described, not streamed", async () => {
+  await withCamera(
+    {},
+    (camera) => ({ url: camera.url() }),
+    async ({ router, source }) => {
+      await waitFor(
+        "the video track",
+        () => trackOf(router, "video") !== undefined,
+      );
+      // Far sooner than the 30 s idle time: no session was set up at all.
+      await waitFor("idle", () => source.status().state === "idle", 5000);
+      assert.equal(source.status().lastError, null);
+      const { output, consumer } = subscribe(trackOf(router, "video")!);
+      await waitFor("streaming on demand", () => output.sent.length >= 30);
+      assert.equal(source.status().state, "streaming");
+      assert.ok(isKeyframeStart("video/h264", output.sent[0].payload));
+      consumer.close();
+    },
+    30,
   );
 });
 
