@@ -141,6 +141,15 @@ export class Track {
       }
       if (this.#consumersAwaitingKeyframe > 0) {
         keyframe = isKeyframeStart(this.#mimeLower, payload);
+        // Asked again (throttled) for as long as someone waits: the first
+        // request can be lost, or made before a trunk's stream was bound,
+        // and a subscriber that gets no video sends no PLI of its own.
+        if (
+          !keyframe &&
+          nowMs - this.#lastKeyframeRequestMs >= KEYFRAME_REQUEST_INTERVAL_MS
+        ) {
+          this.requestKeyframe(nowMs);
+        }
       }
     }
     const consumers = this.consumers;

@@ -137,6 +137,24 @@ Deno.test("keyframe requests upstream are throttled but a late one is deferred, 
   track.close();
 });
 
+Deno.test("while a subscriber waits for a keyframe, it is asked for again every 500 ms", () => {
+  const { track, output, upstream } = setup();
+  const start = performance.now();
+  assert.equal(upstream.keyframeRequests, 1, "asked once on joining");
+  track.receive(1, 0, true, 96, VP8_DELTA, start + 100);
+  assert.equal(upstream.keyframeRequests, 1, "not again within 500 ms");
+  track.receive(2, 3000, true, 96, VP8_DELTA, start + 600);
+  assert.equal(upstream.keyframeRequests, 2, "the first may have been lost");
+  track.receive(3, 6000, true, 96, VP8_DELTA, start + 700);
+  track.receive(4, 9000, true, 96, VP8_DELTA, start + 1200);
+  assert.equal(upstream.keyframeRequests, 3);
+  track.receive(5, 12000, true, 96, VP8_KEY, start + 1300);
+  track.receive(6, 15000, true, 96, VP8_DELTA, start + 2000);
+  assert.equal(upstream.keyframeRequests, 3, "nobody waits any more");
+  assert.deepEqual(output.sent.map((p) => p.seq), [5, 6]);
+  track.close();
+});
+
 Deno.test("NACKs are answered from the cache, deduplicated, and misses are counted", () => {
   const { track, output, consumer } = setup();
   track.receive(10, 0, true, 96, VP8_KEY, 0);
