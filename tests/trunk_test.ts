@@ -211,15 +211,25 @@ Deno.test("a full mesh of four nodes: every participant receives every other par
     }
     await waitForFlow(clients, 6);
     assertExactlyOnce(clients);
-    for (const node of nodes) {
-      for (const trunk of await trunks(node)) {
-        // With every pair linked, each track takes its direct link only.
-        assert.ok(
-          trunk.tracksOut <= 2,
-          `${trunk.remoteSite}: ${trunk.tracksOut} tracks on one link`,
-        );
+    // With every pair linked, each track settles on its direct link only: a
+    // longer path heard first is given up once the direct one is announced.
+    const busiest = async () => {
+      let most = 0;
+      for (const node of nodes) {
+        for (const trunk of await trunks(node)) {
+          most = Math.max(most, trunk.tracksOut);
+        }
       }
+      return most;
+    };
+    let most = await busiest();
+    const deadline = performance.now() + 10_000;
+    while (most > 2 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      most = await busiest();
     }
+    assert.ok(most <= 2, `a link still carries ${most} tracks`);
+    assertExactlyOnce(clients);
   } finally {
     await stopAll(clients, nodes);
   }
