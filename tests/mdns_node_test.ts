@@ -6,7 +6,6 @@
 // re-runs itself there with a scenario name, see the end.
 import assert from "node:assert/strict";
 import { lookup } from "node:dns/promises";
-import { fileURLToPath } from "node:url";
 import { resolveMdns } from "../server/mdns.ts";
 import {
   addServer,
@@ -15,43 +14,32 @@ import {
   trunks,
   waitForServerEntry,
 } from "./support/cluster.ts";
-import { runInNetns } from "./support/netns.ts";
+import { playScenario, runScenarioInNetns } from "./support/netns.ts";
 import { startServer } from "./support/server.ts";
 
-const THIS_FILE = fileURLToPath(import.meta.url);
-const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
 /** How long a name nobody answers for is asked about. */
 const SILENCE_MS = 1500;
 
-async function inNamespace(scenario: string): Promise<void> {
+function inNamespace(scenario: string): Promise<void> {
   const hostname = `umbrella-mdns-${
     crypto.getRandomValues(new Uint8Array(4)).reduce(
       (text, byte) => text + byte.toString(16).padStart(2, "0"),
       "",
     )
   }`;
-  const result = await runInNetns([
-    "unshare",
-    "--uts",
-    "sh",
-    "-c",
-    'hostname "$0" && exec "$@"',
-    hostname,
-    Deno.execPath(),
-    "run",
-    "--config",
-    CONFIG,
-    "--allow-all",
-    THIS_FILE,
-    scenario,
-    hostname,
-  ], { timeoutMs: 90_000 });
-  assert.equal(
-    result.code,
-    0,
-    `scenario ${scenario} failed:\n${result.stdout}\n${result.stderr}`,
-  );
-  assert.match(result.stdout, new RegExp(`^${scenario} ok$`, "m"));
+  return runScenarioInNetns(import.meta.url, scenario, {
+    wrapper: [
+      "unshare",
+      "--uts",
+      "sh",
+      "-c",
+      'hostname "$0" && exec "$@"',
+      hostname,
+    ],
+    permissions: ["--allow-all"],
+    args: [hostname],
+    timeoutMs: 90_000,
+  });
 }
 
 Deno.test("a local-mode node answers mDNS for <hostname>.local; --no-mdns and cloud nodes do not", () =>
@@ -174,9 +162,4 @@ const scenarios: Record<string, () => Promise<void>> = {
   },
 };
 
-if (import.meta.main) {
-  const scenario = scenarios[Deno.args[0]];
-  if (!scenario) throw new Error(`unknown scenario ${Deno.args[0]}`);
-  await scenario();
-  console.log(`${Deno.args[0]} ok`);
-}
+if (import.meta.main) await playScenario(scenarios);

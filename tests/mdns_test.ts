@@ -3,7 +3,6 @@
 // file re-runs itself there with a scenario name, see the end).
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { fileURLToPath } from "node:url";
 import {
   addressRecord,
   decodeDnsMessage,
@@ -22,7 +21,7 @@ import {
   sameDnsName,
 } from "../server/dns_message.ts";
 import { MdnsResponder, planMdnsReply, resolveMdns } from "../server/mdns.ts";
-import { runInNetns } from "./support/netns.ts";
+import { playScenario, runScenarioInNetns } from "./support/netns.ts";
 
 const DNS_TYPE_PTR = 12;
 const DNS_CLASS_CH = 3;
@@ -464,28 +463,11 @@ Deno.test("known answers with half their TTL left are not repeated", () => {
 
 // ---- Real multicast, inside a private network namespace -----------------
 
-const THIS_FILE = fileURLToPath(import.meta.url);
-const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
-
-async function inNamespace(scenario: string): Promise<void> {
-  const result = await runInNetns([
-    Deno.execPath(),
-    "run",
-    "--config",
-    CONFIG,
-    "--allow-net",
-    "--allow-sys",
-    "--allow-run=dig",
-    THIS_FILE,
-    scenario,
-  ], { timeoutMs: 60_000 });
-  assert.equal(
-    result.code,
-    0,
-    `scenario ${scenario} failed:\n${result.stdout}\n${result.stderr}`,
-  );
-  assert.match(result.stdout, new RegExp(`^${scenario} ok$`, "m"));
-}
+const inNamespace = (scenario: string) =>
+  runScenarioInNetns(import.meta.url, scenario, {
+    permissions: ["--allow-net", "--allow-sys", "--allow-run=dig"],
+    timeoutMs: 60_000,
+  });
 
 Deno.test("mDNS resolves a responder's name and times out on unknown names", () =>
   inNamespace("resolve"));
@@ -715,9 +697,4 @@ const scenarios: Record<string, () => Promise<void>> = {
   },
 };
 
-if (import.meta.main) {
-  const scenario = scenarios[Deno.args[0]];
-  if (!scenario) throw new Error(`unknown scenario ${Deno.args[0]}`);
-  await scenario();
-  console.log(`${Deno.args[0]} ok`);
-}
+if (import.meta.main) await playScenario(scenarios);

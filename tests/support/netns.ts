@@ -4,6 +4,9 @@
 // Needs root and util-linux's unshare; without them it throws, so a test
 // that depends on it fails loudly instead of passing untested.
 
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
 export interface NetnsResult {
   code: number;
   stdout: string;
@@ -64,4 +67,58 @@ export async function runInNetns(
   } finally {
     clearTimeout(timer);
   }
+}
+
+const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
+
+export interface ScenarioOptions {
+  /** Deno permission flags for the re-run file. */
+  permissions: string[];
+  /** Arguments after the scenario name. */
+  args?: string[];
+  /** A command prefix run inside the namespace, e.g. ["unshare", "--uts"]. */
+  wrapper?: string[];
+  timeoutMs?: number;
+}
+
+/**
+ * Re-runs a test file inside a private network namespace, naming the
+ * scenario it should play as its first argument; the file's top level does
+ * so when it sees one and prints "<scenario> ok" at the end. Fails the
+ * calling test with everything the scenario printed.
+ */
+export async function runScenarioInNetns(
+  testFile: string,
+  scenario: string,
+  options: ScenarioOptions,
+): Promise<void> {
+  const result = await runInNetns([
+    ...(options.wrapper ?? []),
+    Deno.execPath(),
+    "run",
+    "--config",
+    CONFIG,
+    ...options.permissions,
+    fileURLToPath(testFile),
+    scenario,
+    ...(options.args ?? []),
+  ], { timeoutMs: options.timeoutMs });
+  assert.equal(
+    result.code,
+    0,
+    `scenario ${scenario} failed:\n${result.stdout}\n${result.stderr}`,
+  );
+  assert.match(result.stdout, new RegExp(`^${scenario} ok$`, "m"));
+}
+
+/** The namespace side of runScenarioInNetns: plays the scenario named by
+ * the first argument and says so. */
+export async function playScenario(
+  scenarios: Record<string, () => Promise<void>>,
+): Promise<void> {
+  const name = Deno.args[0];
+  const scenario = scenarios[name];
+  if (!scenario) throw new Error(`unknown scenario ${name}`);
+  await scenario();
+  console.log(`${name} ok`);
 }
