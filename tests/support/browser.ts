@@ -262,6 +262,25 @@ export class CallParticipant {
     }
   }
 
+  /** Waits until this page is in the call again under a new peer id, as
+   * after an automatic reconnect, and returns that participant. */
+  async rejoined(timeoutMs: number): Promise<CallParticipant> {
+    const before = this.peerId;
+    const peerId = await this.page.waitForFunction(
+      (previous) => {
+        const view = (globalThis as WithUmbrella).umbrella;
+        return view.state === "in-call" && view.peerId !== previous &&
+          view.peerId;
+      },
+      before,
+      { timeout: timeoutMs },
+    );
+    return new CallParticipant(
+      this.browserPage,
+      await peerId.jsonValue() as string,
+    );
+  }
+
   /** The tile of `other` on this page. */
   tileOf(other: CallParticipant) {
     return this.page.locator(`article[data-participant-id="${other.peerId}"]`);
