@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 // Remote sources: trunks to other Umbrella nodes and RTSP cameras.
+import type { ComponentChildren, JSX } from "preact";
 import { html } from "htm/preact";
 import { useRef, useState } from "preact/hooks";
 import {
@@ -24,6 +25,8 @@ import {
 } from "./remotes.ts";
 
 const POLL_MS = 2000;
+
+const TRANSPORTS: ServerForm["transport"][] = ["tcp", "udp"];
 
 const EMPTY_FORM: ServerForm = {
   url: "",
@@ -133,134 +136,75 @@ function AddServerForm({ onAdded }: { onAdded: () => void }) {
     }
   };
 
-  /** A field's own problem, announced and tied to it. */
-  const fieldProblem = (field: keyof ServerForm) =>
-    problem?.field === field &&
-    html`<p id=${`server-${field}-problem`} class="field-problem" role="alert">${problem.text}</p>`;
-  const describedBy = (field: keyof ServerForm) =>
-    problem?.field === field
-      ? `server-${field}-problem server-${field}-hint`
-      : `server-${field}-hint`;
+  /** What every text field takes from the form's state. */
+  const bind = (field: keyof ServerForm) => ({
+    id: `server-${field}`,
+    name: field,
+    value: form[field],
+    onInput: update(field),
+    problem: problem?.field === field ? problem.text : null,
+  });
 
   return html`
     <form class="card" ref=${formRef} onSubmit=${submit} noValidate>
       <h2 class="form-title">Add a remote source</h2>
-      <label for="server-url">Address</label>
-      <input
-        id="server-url"
-        name="url"
-        inputmode="url"
-        autocomplete="off"
-        autocapitalize="off"
-        spellcheck="false"
-        placeholder="wss://host:8081/wsb or rtsp://user:password@host/path"
-        aria-describedby=${describedBy("url")}
-        aria-invalid=${problem?.field === "url"}
-        value=${form.url}
-        onInput=${update("url")}
-      />
-      ${fieldProblem("url")}
-      <p id="server-url-hint" class="hint">
+      <${TextField} ...${bind("url")} label="Address" inputmode="url"
+        autocapitalize="off" spellcheck="false"
+        placeholder="wss://host:8081/wsb or rtsp://user:password@host/path">
         Another Umbrella: the address of its Call page with wss:// instead of
         https:// and wsb instead of sfu, for example wss://192.168.1.2:8081/wsb. A
         camera: its rtsp:// address, with user name and password if it asks for
         them (the camera's manual or app lists it).
-      </p>
+      </${TextField}>
       ${kind === "trunk" &&
         html`
-          <label for="server-fingerprint">
-            Certificate fingerprint <span class="optional">(optional)</span>
-          </label>
-          <input
-            id="server-fingerprint"
-            name="fingerprint"
-            autocomplete="off"
-            autocapitalize="characters"
-            spellcheck="false"
-            placeholder="AB:CD:EF:…"
-            aria-describedby=${describedBy("fingerprint")}
-            aria-invalid=${problem?.field === "fingerprint"}
-            value=${form.fingerprint}
-            onInput=${update("fingerprint")}
-          />
-          ${fieldProblem("fingerprint")}
-          <p id="server-fingerprint-hint" class="hint">
+          <${TextField} ...${bind(
+            "fingerprint",
+          )} label="Certificate fingerprint"
+            optional autocapitalize="characters" spellcheck="false"
+            placeholder="AB:CD:EF:…">
             Needed when the other Umbrella has its own self-signed certificate, as
             one on a home network does. Open that Umbrella's Status page and copy
             its "Certificate fingerprint" here. Leave empty for a server with a
             certificate browsers already trust.
-          </p>
+          </${TextField}>
         `}
       ${kind === "camera" &&
         html`
-          <label for="server-name">
-            Camera name <span class="optional">(optional)</span>
-          </label>
-          <input
-            id="server-name"
-            name="name"
-            autocomplete="off"
-            maxlength="64"
-            placeholder="Front door"
-            aria-describedby=${describedBy("name")}
-            aria-invalid=${problem?.field === "name"}
-            value=${form.name}
-            onInput=${update("name")}
-          />
-          ${fieldProblem("name")}
-          <p id="server-name-hint" class="hint">
+          <${TextField} ...${bind("name")} label="Camera name" optional
+            maxlength="64" placeholder="Front door">
             What people in the call see on the camera's picture. Empty: the
             camera's address.
-          </p>
+          </${TextField}>
           <fieldset class="choices" aria-describedby="server-transport-hint">
             <legend>Transport</legend>
-            <label>
-              <input
-                type="radio"
-                name="transport"
-                value="tcp"
-                checked=${form.transport === "tcp"}
-                onChange=${update("transport")}
-              />
-              TCP
-            </label>
-            <label>
-              <input
-                type="radio"
-                name="transport"
-                value="udp"
-                checked=${form.transport === "udp"}
-                onChange=${update("transport")}
-              />
-              UDP
-            </label>
+            ${TRANSPORTS.map((transport) =>
+              html`
+                <label key=${transport}>
+                  <input
+                    type="radio"
+                    name="transport"
+                    value=${transport}
+                    checked=${form.transport === transport}
+                    onChange=${update("transport")}
+                  />
+                  ${transport.toUpperCase()}
+                </label>
+              `
+            )}
           </fieldset>
           <p id="server-transport-hint" class="hint">
             TCP (recommended) carries the video inside the camera connection and
             works through firewalls and VPNs. UDP can start faster on a quiet local
             network but loses picture on a busy one.
           </p>
-          <label for="server-idleSeconds">
-            Idle seconds <span class="optional">(optional)</span>
-          </label>
-          <input
-            id="server-idleSeconds"
-            name="idleSeconds"
-            inputmode="numeric"
-            autocomplete="off"
-            placeholder="server default"
-            aria-describedby=${describedBy("idleSeconds")}
-            aria-invalid=${problem?.field === "idleSeconds"}
-            value=${form.idleSeconds}
-            onInput=${update("idleSeconds")}
-          />
-          ${fieldProblem("idleSeconds")}
-          <p id="server-idleSeconds-hint" class="hint">
+          <${TextField} ...${bind("idleSeconds")} label="Idle seconds" optional
+            inputmode="numeric" placeholder="server default">
             How long the camera keeps streaming after the last viewer leaves; it
             connects again when someone watches. 0 keeps it always on: pictures
             start at once, but the camera streams all the time. Empty: the
             server's setting (--camera-idle-seconds, 30 s by default).
-          </p>
+          </${TextField}>
         `}
       ${problem?.field === null &&
         html`<p class="alert" role="alert">${problem.text}</p>`}
@@ -274,6 +218,39 @@ function AddServerForm({ onAdded }: { onAdded: () => void }) {
         </button>
       </div>
     </form>
+  `;
+}
+
+/** A labelled text input with its hint and, while it has one, its problem,
+ * both tied to the input so screen readers read them with it; the problem
+ * is also announced when it appears. */
+function TextField(
+  { id, label, optional = false, problem, children, ...input }:
+    & {
+      id: string;
+      label: string;
+      optional?: boolean;
+      problem: string | null;
+      children: ComponentChildren;
+    }
+    & JSX.InputHTMLAttributes<HTMLInputElement>,
+) {
+  return html`
+    <label for=${id}>${optional
+      ? html`${label} <span class="optional">(optional)</span>`
+      : label}</label>
+    <input
+      id=${id}
+      autocomplete="off"
+      aria-describedby=${problem === null
+        ? `${id}-hint`
+        : `${id}-problem ${id}-hint`}
+      aria-invalid=${problem !== null}
+      ...${input}
+    />
+    ${problem !== null &&
+      html`<p id=${`${id}-problem`} class="field-problem" role="alert">${problem}</p>`}
+    <p id=${`${id}-hint`} class="hint">${children}</p>
   `;
 }
 

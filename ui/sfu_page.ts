@@ -158,20 +158,11 @@ function JoinScreen(
           onInput=${(e: Event) =>
             setName((e.currentTarget as HTMLInputElement).value)}
         />
-        <${DeviceSelect}
-          id="join-camera"
-          label="Camera"
-          choices=${devices.cameras}
-          value=${camera}
-          onChange=${setCameraId}
-        />
-        <${DeviceSelect}
-          id="join-microphone"
-          label="Microphone"
-          choices=${devices.microphones}
-          value=${microphone}
-          onChange=${setMicrophoneId}
-        />
+        <${DeviceSelect} id="join-camera" label="Camera"
+          choices=${devices.cameras} value=${camera} onChange=${setCameraId} />
+        <${DeviceSelect} id="join-microphone" label="Microphone"
+          choices=${devices.microphones} value=${microphone}
+          onChange=${setMicrophoneId} />
         <div class="actions">
           <button type="submit" class="primary" disabled=${busy || !canCapture}>
             Join with camera and microphone
@@ -224,6 +215,17 @@ function CallScreen(
   const hasVideo = (media?.getVideoTracks().length ?? 0) > 0;
   const microphoneOn = session.isSending("audio");
   const cameraOn = session.isSending("video");
+  /** Stops sending `kind` while `on`, starts it otherwise. */
+  const sendingToggle = (
+    kind: "audio" | "video",
+    on: boolean,
+    label: string,
+  ) =>
+    html`
+      <button type="button" onClick=${() => session.setSending(kind, !on)}>
+        ${label}
+      </button>
+    `;
   return html`
     <main class="call">
       ${session.state === "reconnecting" &&
@@ -266,19 +268,17 @@ function CallScreen(
         `}
       <div class="controls" role="toolbar" aria-label="Call controls">
         ${hasAudio &&
-          html`
-            <button type="button" onClick=${() =>
-              session.setSending("audio", !microphoneOn)}>
-              ${microphoneOn ? "Mute microphone" : "Unmute microphone"}
-            </button>
-          `}
+          sendingToggle(
+            "audio",
+            microphoneOn,
+            microphoneOn ? "Mute microphone" : "Unmute microphone",
+          )}
         ${hasVideo &&
-          html`
-            <button type="button" onClick=${() =>
-              session.setSending("video", !cameraOn)}>
-              ${cameraOn ? "Turn camera off" : "Turn camera on"}
-            </button>
-          `}
+          sendingToggle(
+            "video",
+            cameraOn,
+            cameraOn ? "Turn camera off" : "Turn camera on",
+          )}
         <button type="button" class="danger" onClick=${onLeave}>Leave</button>
       </div>
     </main>

@@ -1,10 +1,12 @@
 /// <reference lib="dom" />
 // Live view of this node: who is connected, which tracks flow, and how the
 // links to other servers are doing.
+import type { ComponentChildren } from "preact";
 import { html } from "htm/preact";
 import { useRef, useState } from "preact/hooks";
 import {
   type CameraStatus,
+  type PeerStatus,
   type RemoteServer,
   type ServersResponse,
   type StatusResponse,
@@ -83,8 +85,8 @@ export function StatusPage() {
               <dd class="mono">${signallingUrl(location.href)}</dd>
             </div>
           </dl>
-          <${PeerTable} peers=${data.peers} />
-          <${TrackTable} tracks=${data.tracks} history=${history} />
+          <${TableSection} spec=${PEER_TABLE} rows=${data.peers} />
+          <${TableSection} spec=${trackTable(history)} rows=${data.tracks} />
           <${TrunkTable}
             trunks=${data.trunks}
             unlinked=${(servers.data?.servers ?? []).filter((server) =>
@@ -93,10 +95,9 @@ export function StatusPage() {
             fetchedAt=${servers.fetchedAt}
             now=${now}
           />
-          <${CameraTable}
-            cameras=${data.cameras}
-            fetchedAt=${status.fetchedAt}
-            now=${now}
+          <${TableSection}
+            spec=${cameraTable(status.fetchedAt, now)}
+            rows=${data.cameras}
           />
         `
         : !status.error && html`<p role="status">Loading…</p>`}
@@ -157,119 +158,157 @@ function useBitrateHistory(
   return kept.current.history;
 }
 
-function PeerTable({ peers }: { peers: StatusResponse["peers"] }) {
+/** One column of a status table. */
+interface Column<Row> {
+  /** Names the column, and each of its cells where a narrow screen stacks a
+   * row's cells. */
+  label: string;
+  /** What the heading shows instead of the label. */
+  heading?: ComponentChildren;
+  /** Right-aligned, for numbers. */
+  numeric?: boolean;
+  cell: (row: Row) => ComponentChildren;
+}
+
+/** What sets one status table apart from the others. */
+interface TableSpec<Row> {
+  /** What a row is, for ids: the section is `status-NAMEs` and each row
+   * carries its item's id in `data-NAME-id`, for scripts and tests. */
+  name: string;
+  title: string;
+  /** Said instead of the table while there are no rows. */
+  empty: ComponentChildren;
+  columns: Column<Row>[];
+}
+
+/** A part of the page titled with how many rows its table has, or saying
+ * that there are none. */
+function TableSection<Row extends { id: string }>(
+  { spec, rows, extraRows = [] }: {
+    spec: TableSpec<Row>;
+    rows: Row[];
+    /** Rows of another kind, after the others. */
+    extraRows?: ComponentChildren[];
+  },
+) {
+  const { name, title, empty, columns } = spec;
+  const count = rows.length + extraRows.length;
+  const numeric = (column: Column<Row>) => column.numeric ? "num" : undefined;
   return html`
-    <section aria-labelledby="status-peers">
-      <h2 id="status-peers">Connections (${peers.length})</h2>
-      ${peers.length === 0
-        ? html`<p class="empty">Nobody is connected.</p>`
-        : html`
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Site</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Connected for</th>
-                  <th scope="col" class="num">Publishing</th>
-                  <th scope="col" class="num">Receiving</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${peers.map((peer) =>
-                  html`
-                    <tr key=${peer.id} data-peer-id=${peer.id}>
-                      <td data-label="Name">${peer.name}</td>
-                      <td data-label="Kind">${peer.kind}</td>
-                      <td data-label="Site">${peer.site}</td>
-                      <td data-label="State"><span class=${`badge ${
-                        stateTone(peer.state)
-                      }`}>${peer.state}</span></td>
-                      <td data-label="Connected for">${formatDuration(
-                        peer.connectedSeconds,
-                      )}</td>
-                      <td class="num" data-label="Publishing">${peer
-                        .tracksPublished}</td>
-                      <td class="num" data-label="Receiving">${peer
-                        .tracksSubscribed}</td>
-                    </tr>
-                  `
+    <section aria-labelledby=${`status-${name}s`}>
+      <h2 id=${`status-${name}s`}>${title} (${count})</h2>
+      ${count === 0 ? html`<p class="empty">${empty}</p>` : html`
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                ${columns.map((column) =>
+                  html`<th key=${column.label} scope="col" class=${
+                    numeric(column)
+                  }>${column.heading ?? column.label}</th>`
                 )}
-              </tbody>
-            </table>
-          </div>
-        `}
+              </tr>
+            </thead>
+            <tbody>
+              ${rows.map((row) =>
+                html`
+                  <tr key=${row.id} ...${{ [`data-${name}-id`]: row.id }}>
+                    ${columns.map((column) =>
+                      html`<td key=${column.label} class=${
+                        numeric(column)
+                      } data-label=${column.label}>${column.cell(row)}</td>`
+                    )}
+                  </tr>
+                `
+              )}
+              ${extraRows}
+            </tbody>
+          </table>
+        </div>
+      `}
     </section>
   `;
 }
 
-function TrackTable(
-  { tracks, history }: {
-    tracks: TrackStatus[];
-    history: Map<string, number[]>;
-  },
-) {
-  return html`
-    <section aria-labelledby="status-tracks">
-      <h2 id="status-tracks">Tracks (${tracks.length})</h2>
-      ${tracks.length === 0
-        ? html`<p class="empty">No media is flowing.</p>`
-        : html`
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">From</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col">Codec</th>
-                  <th scope="col" class="num">Bitrate</th>
-                  <th
-                    scope="col"><span class="sr-only">Bitrate over the last minute</span></th>
-                  <th scope="col" class="num">Loss</th>
-                  <th scope="col" class="num">Packets</th>
-                  <th scope="col" class="num">Receivers</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${tracks.map((track) =>
-                  html`
-                    <tr key=${track.id} data-track-id=${track.id}>
-                      <td data-label="From">
-                        ${track.participantName || track.label}
-                        <span class="sub">${track
-                          .site}${track.source === "camera"
-                          ? " · camera"
-                          : ""}${track.muted ? " · off" : ""}</span>
-                      </td>
-                      <td data-label="Kind">${track.kind}</td>
-                      <td data-label="Codec">${codecName(track.mimeType)}</td>
-                      <td class="num" data-label="Bitrate">${formatBitrate(
-                        track.bitrateBps,
-                      )}</td>
-                      <td data-label="Last minute">
-                        <${Sparkline} values=${history.get(track.id) ?? []} />
-                      </td>
-                      <td class="num" data-label="Loss">${formatPercent(
-                        track.lossFraction,
-                      )}</td>
-                      <td class="num" data-label="Packets">
-                        ${track.packetsReceived.toLocaleString()}
-                        <span class="sub">${track.packetsLost
-                          .toLocaleString()} lost</span>
-                      </td>
-                      <td class="num" data-label="Receivers">${track
-                        .subscribers}</td>
-                    </tr>
-                  `
-                )}
-              </tbody>
-            </table>
-          </div>
-        `}
-    </section>
-  `;
+const PEER_TABLE: TableSpec<PeerStatus> = {
+  name: "peer",
+  title: "Connections",
+  empty: "Nobody is connected.",
+  columns: [
+    { label: "Name", cell: (peer) => peer.name },
+    { label: "Kind", cell: (peer) => peer.kind },
+    { label: "Site", cell: (peer) => peer.site },
+    {
+      label: "State",
+      cell: (peer) =>
+        html`<span class=${`badge ${
+          stateTone(peer.state)
+        }`}>${peer.state}</span>`,
+    },
+    {
+      label: "Connected for",
+      cell: (peer) => formatDuration(peer.connectedSeconds),
+    },
+    {
+      label: "Publishing",
+      numeric: true,
+      cell: (peer) => peer.tracksPublished,
+    },
+    {
+      label: "Receiving",
+      numeric: true,
+      cell: (peer) => peer.tracksSubscribed,
+    },
+  ],
+};
+
+function trackTable(history: Map<string, number[]>): TableSpec<TrackStatus> {
+  return {
+    name: "track",
+    title: "Tracks",
+    empty: "No media is flowing.",
+    columns: [
+      {
+        label: "From",
+        cell: (track) =>
+          html`
+            ${track.participantName || track.label}
+            <span class="sub">${track.site}${track.source === "camera"
+              ? " · camera"
+              : ""}${track.muted ? " · off" : ""}</span>
+          `,
+      },
+      { label: "Kind", cell: (track) => track.kind },
+      { label: "Codec", cell: (track) => codecName(track.mimeType) },
+      {
+        label: "Bitrate",
+        numeric: true,
+        cell: (track) => formatBitrate(track.bitrateBps),
+      },
+      {
+        label: "Last minute",
+        heading:
+          html`<span class="sr-only">Bitrate over the last minute</span>`,
+        cell: (track) =>
+          html`<${Sparkline} values=${history.get(track.id) ?? []} />`,
+      },
+      {
+        label: "Loss",
+        numeric: true,
+        cell: (track) => formatPercent(track.lossFraction),
+      },
+      {
+        label: "Packets",
+        numeric: true,
+        cell: (track) =>
+          html`
+            ${track.packetsReceived.toLocaleString()}
+            <span class="sub">${track.packetsLost.toLocaleString()} lost</span>
+          `,
+      },
+      { label: "Receivers", numeric: true, cell: (track) => track.subscribers },
+    ],
+  };
 }
 
 function Sparkline({ values }: { values: number[] }) {
@@ -292,6 +331,47 @@ function Sparkline({ values }: { values: number[] }) {
   `;
 }
 
+const TRUNK_TABLE: TableSpec<TrunkStatus> = {
+  name: "trunk",
+  title: "Trunks",
+  empty: html`
+    No links to other Umbrella servers. Add one on the <a
+      href="servers">Servers</a> page.
+  `,
+  columns: [
+    {
+      label: "Remote site",
+      cell: (trunk) =>
+        html`
+          ${trunk.remoteSite}
+          <span class="sub mono">${trunk.remoteNodeId}</span>
+        `,
+    },
+    {
+      label: "Direction",
+      cell: (trunk) => trunk.direction === "outgoing" ? "outgoing" : "incoming",
+    },
+    {
+      label: "State",
+      cell: () => html`<${StateBadge} state="connected" retryIn=${null} />`,
+    },
+    {
+      label: "Connected for",
+      cell: (trunk) => formatDuration(trunk.connectedSeconds),
+    },
+    {
+      label: "Receiving",
+      numeric: true,
+      cell: (trunk) => trafficText(trunk.tracksIn, trunk.bytesIn),
+    },
+    {
+      label: "Sending",
+      numeric: true,
+      cell: (trunk) => trafficText(trunk.tracksOut, trunk.bytesOut),
+    },
+  ],
+};
+
 function TrunkTable(
   { trunks, unlinked, fetchedAt, now }: {
     trunks: TrunkStatus[];
@@ -301,149 +381,58 @@ function TrunkTable(
     now: number;
   },
 ) {
+  const unlinkedRows = unlinked.map((server) =>
+    html`
+      <tr key=${server.id} data-server-id=${server.id}>
+        <td data-label="Remote site" class="mono">${server.url}</td>
+        <td data-label="Direction">outgoing</td>
+        <td data-label="State" colspan="4">
+          <${StateBadge}
+            state=${server.state}
+            retryIn=${secondsLeft(server.retryInSeconds, fetchedAt, now)}
+          />
+          ${server.lastError &&
+            html`<span class="sub">${sentence(server.lastError)}</span>`}
+        </td>
+      </tr>
+    `
+  );
   return html`
-    <section aria-labelledby="status-trunks">
-      <h2 id="status-trunks">Trunks (${trunks.length + unlinked.length})</h2>
-      ${trunks.length + unlinked.length === 0
-        ? html`
-          <p class="empty">
-            No links to other Umbrella servers. Add one on the <a href="servers"
-            >Servers</a> page.
-          </p>
-        `
-        : html`
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Remote site</th>
-                  <th scope="col">Direction</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Connected for</th>
-                  <th scope="col" class="num">Receiving</th>
-                  <th scope="col" class="num">Sending</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${trunks.map((trunk) =>
-                  html`
-                    <tr key=${trunk.id} data-trunk-id=${trunk.id}>
-                      <td data-label="Remote site">
-                        ${trunk.remoteSite}
-                        <span class="sub mono">${trunk.remoteNodeId}</span>
-                      </td>
-                      <td data-label="Direction">${trunk.direction ===
-                          "outgoing"
-                        ? "outgoing"
-                        : "incoming"}</td>
-                      <td data-label="State">
-                        <${StateBadge} state="connected" retryIn=${null} />
-                      </td>
-                      <td data-label="Connected for">${formatDuration(
-                        trunk.connectedSeconds,
-                      )}</td>
-                      <td class="num" data-label="Receiving">${trafficText(
-                        trunk.tracksIn,
-                        trunk.bytesIn,
-                      )}</td>
-                      <td class="num" data-label="Sending">${trafficText(
-                        trunk.tracksOut,
-                        trunk.bytesOut,
-                      )}</td>
-                    </tr>
-                  `
-                )}
-                ${unlinked.map((server) =>
-                  html`
-                    <tr key=${server.id} data-server-id=${server.id}>
-                      <td data-label="Remote site" class="mono">${server
-                        .url}</td>
-                      <td data-label="Direction">outgoing</td>
-                      <td data-label="State" colspan="4">
-                        <${StateBadge}
-                          state=${server.state}
-                          retryIn=${secondsLeft(
-                            server.retryInSeconds,
-                            fetchedAt,
-                            now,
-                          )}
-                        />
-                        ${server.lastError &&
-                          html`<span class="sub">${
-                            sentence(
-                              server.lastError,
-                            )
-                          }</span>`}
-                      </td>
-                    </tr>
-                  `
-                )}
-              </tbody>
-            </table>
-          </div>
-        `}
-    </section>
+    <${TableSection} spec=${TRUNK_TABLE} rows=${trunks} extraRows=${unlinkedRows} />
   `;
 }
 
-function CameraTable(
-  { cameras, fetchedAt, now }: {
-    cameras: CameraStatus[];
-    fetchedAt: number;
-    now: number;
-  },
-) {
-  return html`
-    <section aria-labelledby="status-cameras">
-      <h2 id="status-cameras">Cameras (${cameras.length})</h2>
-      ${cameras.length === 0
-        ? html`
-          <p class="empty">
-            No cameras. Add one on the <a href="servers">Servers</a> page.
-          </p>
-        `
-        : html`
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Last error</th>
-                  <th scope="col">Tracks and viewers</th>
-                </tr>
-              </thead>
-              <tbody>
-                ${cameras.map((camera) =>
-                  html`
-                    <tr key=${camera.id} data-camera-id=${camera.id}>
-                      <td data-label="Name">${camera.name}</td>
-                      <td data-label="State">
-                        <${StateBadge}
-                          state=${camera.state}
-                          retryIn=${secondsLeft(
-                            camera.retryInSeconds,
-                            fetchedAt,
-                            now,
-                          )}
-                        />
-                      </td>
-                      <td data-label="Last error">${camera.lastError
-                        ? sentence(camera.lastError)
-                        : "—"}</td>
-                      <td data-label="Tracks and viewers">
-                        <${CameraTracks} tracks=${camera.detail.tracks} />
-                        ${camera.detail.notices.map((notice) =>
-                          html`<span class="sub">${sentence(notice)}</span>`
-                        )}
-                      </td>
-                    </tr>
-                  `
-                )}
-              </tbody>
-            </table>
-          </div>
-        `}
-    </section>
-  `;
+function cameraTable(fetchedAt: number, now: number): TableSpec<CameraStatus> {
+  return {
+    name: "camera",
+    title: "Cameras",
+    empty: html`No cameras. Add one on the <a href="servers">Servers</a> page.`,
+    columns: [
+      { label: "Name", cell: (camera) => camera.name },
+      {
+        label: "State",
+        cell: (camera) =>
+          html`
+            <${StateBadge}
+              state=${camera.state}
+              retryIn=${secondsLeft(camera.retryInSeconds, fetchedAt, now)}
+            />
+          `,
+      },
+      {
+        label: "Last error",
+        cell: (camera) => camera.lastError ? sentence(camera.lastError) : "—",
+      },
+      {
+        label: "Tracks and viewers",
+        cell: (camera) =>
+          html`
+            <${CameraTracks} tracks=${camera.detail.tracks} />
+            ${camera.detail.notices.map((notice) =>
+              html`<span class="sub">${sentence(notice)}</span>`
+            )}
+          `,
+      },
+    ],
+  };
 }
