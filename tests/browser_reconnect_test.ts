@@ -20,7 +20,7 @@ Deno.test("after the server restarts, participants reconnect by themselves and d
       ]);
 
       await nodes[0].stop();
-      await alice.page.getByText(/reconnect/i).first().waitFor({
+      await alice.page.getByText(/Reconnecting…/).waitFor({
         timeout: 10_000,
       });
       await scene.screenshot(alice.browserPage, "alice-reconnecting");

@@ -83,6 +83,7 @@ const HEALTHY_CONNECTION_MS = 30_000;
 const FATAL_CLOSE_CODES = new Set([1003, 1009, 4001, 4002, 4003]);
 const CLOSE_MALFORMED = 4003;
 const CLOSE_SILENT = 4008;
+const CLOSE_SHUTTING_DOWN = 4011;
 
 export class CallSession {
   state: CallState = "idle";
@@ -239,7 +240,9 @@ export class CallSession {
         return;
       }
       this.#fail(
-        opened
+        event.code === CLOSE_SHUTTING_DOWN
+          ? "The server is restarting."
+          : opened
           ? "The connection to the server was lost."
           : `Cannot reach the Umbrella server at ${
             new URL(this.#options.url).host
