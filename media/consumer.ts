@@ -2,6 +2,8 @@
 // header (SSRC, payload type, sequence number, timestamp) into one header
 // object it owns and reuses, starts video at a keyframe, answers the
 // subscriber's NACKs from the track's cache, and makes its sender reports.
+// Under overload its video pauses (see media/overload.ts) and resumes at a
+// keyframe.
 import {
   GenericNack,
   type RtcpPacket,
@@ -12,6 +14,13 @@ import {
   RtcpTransportLayerFeedback,
   RtpHeader,
 } from "werift";
+import {
+  NEVER_SHED,
+  shedRank,
+  tiebreakFor,
+  type VideoShedding,
+  videoShedding,
+} from "./overload.ts";
 import type { CachedPacket } from "./packet_cache.ts";
 import { RetransmitLimiter } from "./retransmit_limiter.ts";
 import { seqDiff } from "./seq.ts";
@@ -48,6 +57,14 @@ export class Consumer {
   #lastOutAtMs = 0;
   #lastSrCompact = 0;
   #lastSrAtMs = 0;
+  #shedding: VideoShedding;
+  /** Where this subscription stands in line to be shed; frozen while
+   * paused, as a paused stream reports no loss. */
+  #shedRank: number;
+  #tiebreak: number;
+  #paused = false;
+  #nackedSinceReport = 0;
+  #sentAtReport = 0;
   onClose: (() => void) | undefined;
 
   packetsSent = 0;
@@ -60,10 +77,19 @@ export class Consumer {
   jitter = 0;
   roundTripMs: number | undefined;
 
-  constructor(track: Track, subscriberId: string) {
+  constructor(
+    track: Track,
+    subscriberId: string,
+    shedding: VideoShedding = videoShedding,
+  ) {
     this.track = track;
     this.subscriberId = subscriberId;
     this.#header.version = 2;
+    this.#shedding = shedding;
+    this.#tiebreak = tiebreakFor(subscriberId);
+    this.#shedRank = track.isVideo
+      ? shedding.enter(subscriberId, shedRank(0, this.#tiebreak))
+      : NEVER_SHED;
   }
 
   get ssrc(): number {
@@ -87,6 +113,8 @@ export class Consumer {
    * and sequence numbers and timestamps continue from the last ones sent, so
    * the subscriber sees one unbroken stream across source changes. */
   restart(nowMs: number): void {
+    // A paused stream restarts when it resumes.
+    if (this.#paused) return;
     this.#started = false;
     if (this.track.isVideo) {
       this.#setAwaitingKeyframe(true);
@@ -108,6 +136,15 @@ export class Consumer {
   ): void {
     const output = this.#output;
     if (output === undefined || !output.ready) return;
+    if (this.#shedRank >= this.#shedding.cutoff) {
+      if (!this.#paused) this.#pause();
+      this.#shedding.packetsShed++;
+      return;
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.restart(nowMs);
+    }
     if (!this.#started) {
       if (this.#awaitingKeyframe && !keyframe) return;
       this.#begin(sequenceNumber, packet.timestamp, nowMs);
@@ -115,6 +152,16 @@ export class Consumer {
       return; // older than this run: the subscriber never saw its frame
     }
     this.#send(output, sequenceNumber, packet, nowMs);
+  }
+
+  /** Stops mid-frame: what was sent of it is not repaired (NACKs go
+   * unanswered while not started), and the stream resumes at a keyframe
+   * with sequence numbers continuing, so the subscriber sees no gap to
+   * NACK. */
+  #pause(): void {
+    this.#paused = true;
+    this.#started = false;
+    this.#setAwaitingKeyframe(false);
   }
 
   #begin(sequenceNumber: number, timestamp: number, nowMs: number): void {
@@ -162,6 +209,7 @@ export class Consumer {
           this.fractionLost = report.fractionLost / 256;
           this.packetsLost = report.packetsLost;
           this.jitter = report.jitter;
+          this.#rerank();
           if (report.lsr !== 0 && report.lsr === this.#lastSrCompact) {
             // RTT = now - LSR - DLSR; measured on our own clock since the SR left.
             this.roundTripMs = Math.max(
@@ -193,6 +241,7 @@ export class Consumer {
     const output = this.#output;
     const cache = this.track.cache;
     if (!output || !cache || !this.#started) return;
+    this.#nackedSinceReport += lost.length;
     for (const seqOut of lost) {
       const sequenceNumber = (seqOut - this.#seqOffset) & 0xffff;
       if (seqDiff(sequenceNumber, this.#startSeq) < 0) continue;
@@ -207,6 +256,20 @@ export class Consumer {
       this.retransmitted++;
       this.#send(output, sequenceNumber, packet, nowMs);
     }
+  }
+
+  /** Places this subscription by its reception since the previous receiver
+   * report: the loss it reports, or the share of packets it NACKed if that
+   * is higher (the report counts retransmitted packets as received). */
+  #rerank(): void {
+    const sent = this.packetsSent - this.#sentAtReport;
+    const nacked = sent > 0 ? this.#nackedSinceReport / sent : 0;
+    this.#sentAtReport = this.packetsSent;
+    this.#nackedSinceReport = 0;
+    if (this.#shedRank === NEVER_SHED || this.#paused) return;
+    const rank = shedRank(Math.max(this.fractionLost, nacked), this.#tiebreak);
+    this.#shedding.move(this.#shedRank, rank);
+    this.#shedRank = rank;
   }
 
   /** This leg's sender report, or undefined before its first packet. */
@@ -236,6 +299,7 @@ export class Consumer {
     if (this.#closed) return;
     this.#closed = true;
     this.#setAwaitingKeyframe(false);
+    this.#shedding.leave(this.#shedRank);
     this.track.removeConsumer(this);
     this.onClose?.();
   }

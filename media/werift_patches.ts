@@ -10,6 +10,12 @@
 // memory without bound. Umbrella answers NACKs itself (media/consumer.ts) and
 // NACKs publishers once per lost packet (media/nack_generator.ts), so both of
 // werift's paths are switched off here while "nack" stays negotiated in SDP.
+//
+// UDP sends: media datagrams are counted from node:dgram's send until its
+// callback, and dropped beyond the send queue's cap (media/overload.ts).
+import type { Buffer } from "node:buffer";
+import type { Socket } from "node:dgram";
+import { isIP } from "node:net";
 import {
   DtlsClient,
   DtlsSocket,
@@ -17,7 +23,9 @@ import {
   RtcpTransportLayerFeedback,
   RTCRtpReceiver,
   RTCRtpSender,
+  UdpTransport,
 } from "werift";
+import { type SendQueue, sendQueue } from "./overload.ts";
 import {
   applyFastSrtp,
   type FastSrtpStatus,
@@ -56,7 +64,84 @@ export function applyWeriftPatches(): FastSrtpStatus {
   };
 
   patchDtlsRetransmission();
+  patchUdpSends(sendQueue);
   return applied;
+}
+
+type Address = [string, number];
+interface PatchedUdpTransport {
+  socket: Socket;
+  rinfo?: { address?: string; port?: number };
+  send(data: Buffer, addr?: Address): Promise<void>;
+}
+
+/** Every send is already complete from its caller's point of view. */
+const SENT = Promise.resolve();
+// node:dgram reports a failed send to its callback, if there is one, and
+// UDP carries on: there is nothing to do about one lost datagram.
+const ignoreResult = () => {};
+
+/** RFC 7983: first bytes 128-191 are RTP or RTCP; the rest (STUN, DTLS) is
+ * connection upkeep, rare, small and never dropped. */
+const isMedia = (data: Buffer) => data[0] >= 128 && data[0] <= 191;
+
+/**
+ * werift's UdpTransport.send hands each datagram to node:dgram without a
+ * callback, so nothing knows how many copies wait for the event loop to
+ * send them. Each transport's send (an instance field, set before init,
+ * which werift calls right after construction) is replaced by one that
+ * counts each media datagram in the queue until node:dgram's callback and
+ * drops it when the queue is full. A socket closed with sends outstanding
+ * never calls back for them, so its remainder is released on close. Sends
+ * to a host name (TURN servers) keep werift's path, which resolves it.
+ */
+function patchUdpSends(queue: SendQueue): void {
+  // init is private in werift's types.
+  const prototype = UdpTransport.prototype as unknown as {
+    init(this: UdpTransport): Promise<void>;
+  };
+  const init = prototype.init;
+  prototype.init = function (this: UdpTransport) {
+    countSends(this as unknown as PatchedUdpTransport, queue);
+    return init.call(this);
+  };
+}
+
+function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
+  const socket = transport.socket;
+  const sendToHostName = transport.send;
+  let inFlight = 0;
+  let checkedIp = "";
+  const sent = () => {
+    // After close the remainder is already released.
+    if (inFlight === 0) return;
+    inFlight--;
+    queue.release(1);
+  };
+  socket.once("close", () => {
+    queue.release(inFlight);
+    inFlight = 0;
+  });
+  transport.send = (data, addr) => {
+    if (addr !== undefined && addr[0] !== checkedIp) {
+      if (!isIP(addr[0])) return sendToHostName(data, addr);
+      checkedIp = addr[0];
+    }
+    const host = addr !== undefined ? addr[0] : transport.rinfo?.address;
+    const port = addr !== undefined ? addr[1] : transport.rinfo?.port;
+    const counted = isMedia(data);
+    if (counted) {
+      if (!queue.acquire()) return SENT;
+      inFlight++;
+    }
+    try {
+      socket.send(data, port, host, counted ? sent : ignoreResult);
+    } catch (error) {
+      if (counted) sent();
+      return Promise.reject(error);
+    }
+    return SENT;
+  };
 }
 
 // Handshake message types (RFC 5246 7.4) of the flight each side may see

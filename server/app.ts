@@ -2,6 +2,7 @@
 // the JSON API, the embedded UI, health and metrics, all under the HTTP
 // prefix, on plain HTTP (cloud mode, behind a TLS proxy) or HTTPS.
 import { CameraSource } from "../media/camera.ts";
+import { limitsFor, OverloadMonitor } from "../media/overload.ts";
 import { Router } from "../media/router.ts";
 import { applyWeriftPatches } from "../media/werift_patches.ts";
 import { TrunkRouting } from "../media/trunk_routing.ts";
@@ -95,6 +96,19 @@ export async function startNode(config: Config): Promise<RunningNode> {
         : { urls }
     ),
   };
+  const overload = new OverloadMonitor(
+    limitsFor(config.maxPendingSends),
+    (overloaded, stats) => {
+      if (overloaded) {
+        log.warn("overloaded: pausing video for some viewers", {
+          lagMs: Math.round(stats.lagSeconds * 1000),
+          peakPendingSends: stats.pendingSends,
+        });
+      } else {
+        log.info("no longer overloaded: all video flows again");
+      }
+    },
+  );
   const router = new Router();
   const context: NodeContext = {
     router,
@@ -103,6 +117,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     site: config.name,
     version: VERSION,
     network,
+    admission: overload,
   };
   const sessions = new Set<SignallingSession>();
   const track = (session: SignallingSession) => {
@@ -334,7 +349,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       if (path === "/wsb") return upgrade(request, info);
       if (path === "/healthz") return json({ ok: true, version: VERSION });
       if (path === "/metrics") {
-        return new Response(renderMetrics(router, sessions), {
+        return new Response(renderMetrics(router, sessions, overload.stats()), {
           headers: {
             "content-type": "text/plain; version=0.0.4; charset=utf-8",
           },
@@ -389,6 +404,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     })
     : undefined;
 
+  overload.start();
   return {
     port: addr.port,
     origin: `${scheme}://${
@@ -397,6 +413,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     nodeId,
     context,
     async shutdown() {
+      overload.stop();
       mdns?.close();
       await Promise.all([...sources.keys()].map(stopSource));
       for (const session of sessions) {

@@ -13,6 +13,7 @@ import {
   type LogFormat,
   type LogLevel,
 } from "./log.ts";
+import { DEFAULT_MAX_PENDING_SENDS } from "../media/overload.ts";
 import { canonicalIp, isIpLiteral } from "./net.ts";
 import { VERSION } from "./version.ts";
 
@@ -52,6 +53,9 @@ export interface Config {
   mdns: boolean;
   /** How long a camera keeps streaming with nobody watching; 0: always on. */
   cameraIdleSeconds: number;
+  /** UDP datagrams waiting to be sent before more are dropped; new
+   * participants are refused from a quarter of it. */
+  maxPendingSends: number;
   trunks: string[];
   cameras: string[];
   /** The config file that was read, if any. */
@@ -102,6 +106,10 @@ const SETTINGS = {
   cameraIdleSeconds: {
     flag: "camera-idle-seconds",
     env: "UMBRELLA_CAMERA_IDLE_SECONDS",
+  },
+  maxPendingSends: {
+    flag: "max-pending-sends",
+    env: "UMBRELLA_MAX_PENDING_SENDS",
   },
   trunks: {},
   cameras: {},
@@ -164,6 +172,12 @@ Precedence: flags, then environment, then config file, then defaults.
                              last viewer leaves; 0 keeps it always on
                              (default 30)
                              UMBRELLA_CAMERA_IDLE_SECONDS cameraIdleSeconds
+      --max-pending-sends N  overload limit: media datagrams that may wait
+                             to be sent before more are dropped; from a
+                             quarter of it video is paused for some viewers
+                             and new participants are refused (default
+                             ${DEFAULT_MAX_PENDING_SENDS}, at most about 70 MB)
+                             UMBRELLA_MAX_PENDING_SENDS  maxPendingSends
 
 The config file may also list "trunks" and "cameras" as arrays of URLs.`;
 
@@ -226,38 +240,35 @@ function parseBool(value: unknown, label: string): boolean {
   );
 }
 
-function parsePort(value: unknown, label: string): number {
-  const port = typeof value === "number"
-    ? value
-    : typeof value === "string" && /^\d+$/.test(value.trim())
-    ? Number(value)
-    : NaN;
-  if (Number.isInteger(port) && port >= 1 && port <= 65535) return port;
-  throw new ConfigError(
-    `${label}: ${
-      quote(value)
-    } is not a port number (expected an integer from 1 to 65535)`,
-  );
+/** A parser for whole numbers from min to max; `what` completes "is not". */
+function parseInteger(min: number, max: number, what: string) {
+  return (value: unknown, label: string): number => {
+    const number = typeof value === "number"
+      ? value
+      : typeof value === "string" && /^\d+$/.test(value.trim())
+      ? Number(value)
+      : NaN;
+    if (Number.isInteger(number) && number >= min && number <= max) {
+      return number;
+    }
+    throw new ConfigError(
+      `${label}: ${
+        quote(value)
+      } is not ${what} (expected an integer from ${min} to ${max})`,
+    );
+  };
 }
+
+const parsePort = parseInteger(1, 65535, "a port number");
+const parseSeconds = parseInteger(0, 86_400, "a number of seconds");
+const parsePendingSends = parseInteger(
+  1,
+  1_000_000,
+  "a number of datagrams",
+);
 
 // Lists are comma-separated on the command line and in the environment, but
 // JSON arrays in the config file.
-function parseSeconds(value: unknown, label: string): number {
-  const seconds = typeof value === "number"
-    ? value
-    : typeof value === "string" && /^\d+$/.test(value.trim())
-    ? Number(value)
-    : NaN;
-  if (Number.isInteger(seconds) && seconds >= 0 && seconds <= 86_400) {
-    return seconds;
-  }
-  throw new ConfigError(
-    `${label}: ${
-      quote(value)
-    } is not a number of seconds (expected an integer from 0 to 86400)`,
-  );
-}
-
 function parseList(value: unknown, label: string, source: Source): string[] {
   if (typeof value === "string" && source !== "file") {
     return value.split(",").map((item) => item.trim()).filter((item) =>
@@ -672,6 +683,8 @@ export async function loadConfig(
     mdns: get("mdns", parseBool) ?? true,
     cameraIdleSeconds: get("cameraIdleSeconds", parseSeconds) ??
       DEFAULT_CAMERA_IDLE_SECONDS,
+    maxPendingSends: get("maxPendingSends", parsePendingSends) ??
+      DEFAULT_MAX_PENDING_SENDS,
     trunks: get("trunks", parseList) ?? [],
     cameras: get("cameras", parseList) ?? [],
     configFile,

@@ -1,5 +1,6 @@
 // /metrics in Prometheus text format, computed from the router when scraped
 // so the forwarding path keeps no extra counters for it.
+import type { OverloadStats } from "../media/overload.ts";
 import type { Router } from "../media/router.ts";
 import type { SignallingSession } from "./session.ts";
 
@@ -9,6 +10,7 @@ const KINDS: Kind[] = ["audio", "video"];
 export function renderMetrics(
   router: Router,
   sessions: Iterable<SignallingSession>,
+  overload: OverloadStats,
 ): string {
   const totals = router.totals();
   const peersByKind = new Map<string, number>();
@@ -135,6 +137,63 @@ export function renderMetrics(
       lines.push(`${name}${linkLabels(link)} ${value(link)}`);
     }
   }
+
+  const gauges: [string, string, number][] = [
+    [
+      "umbrella_overloaded",
+      "1 while the node sheds load and refuses new participants.",
+      overload.overloaded ? 1 : 0,
+    ],
+    [
+      "umbrella_event_loop_lag_seconds",
+      "How late the event loop runs timers, smoothed.",
+      overload.lagSeconds,
+    ],
+    [
+      "umbrella_pending_sends",
+      "The most RTP/RTCP datagrams waiting to be sent at once in the latest 100 ms.",
+      overload.pendingSends,
+    ],
+    [
+      "umbrella_pending_sends_max",
+      "The most RTP/RTCP datagrams ever waiting to be sent at once.",
+      overload.pendingSendsHighest,
+    ],
+    [
+      "umbrella_pending_sends_limit",
+      "Waiting datagrams beyond which more are dropped (--max-pending-sends).",
+      overload.pendingSendsLimit,
+    ],
+    [
+      "umbrella_video_shed_ratio",
+      "Share of video subscriptions the node is set to pause.",
+      overload.shedFraction,
+    ],
+    [
+      "umbrella_video_subscriptions_paused",
+      "Video subscriptions paused to shed load.",
+      overload.videoSubscriptionsPaused,
+    ],
+  ];
+  for (const [name, help, value] of gauges) {
+    family(name, "gauge", help);
+    lines.push(`${name} ${value}`);
+  }
+  family(
+    "umbrella_packets_shed_total",
+    "counter",
+    "Packets not sent to shed load: video to paused subscriptions, or any RTP/RTCP datagram when the send queue was full.",
+  );
+  lines.push(
+    `umbrella_packets_shed_total{reason="video_paused"} ${overload.packetsShed.videoPaused}`,
+    `umbrella_packets_shed_total{reason="send_queue_full"} ${overload.packetsShed.sendQueueFull}`,
+  );
+  family(
+    "umbrella_joins_refused_total",
+    "counter",
+    "Participants refused because the node was overloaded.",
+  );
+  lines.push(`umbrella_joins_refused_total ${overload.joinsRefused}`);
 
   family(
     "umbrella_process_resident_memory_bytes",

@@ -23,6 +23,7 @@ import type {
   Router,
   RouterPeer,
 } from "../media/router.ts";
+import { type AdmissionGate, videoShedding } from "../media/overload.ts";
 import type { MediaNetworkOptions } from "../media/rtc_config.ts";
 import type { Track, TrackDescription } from "../media/track.ts";
 import type { TrunkRouting } from "../media/trunk_routing.ts";
@@ -41,6 +42,8 @@ export interface NodeContext {
   site: string;
   version: string;
   network: MediaNetworkOptions;
+  /** Says whether a new participant may join while the node is loaded. */
+  admission: AdmissionGate;
 }
 
 /** A WebSocket, whichever side opened it. */
@@ -85,6 +88,7 @@ export const CloseCode = {
   silent: 4008,
   mediaFailed: 4010,
   shuttingDown: 4011,
+  atCapacity: 4012,
 } as const;
 
 const SILENCE_CLOSE_MS = 30_000;
@@ -184,6 +188,7 @@ export class SignallingSession implements RouterPeer {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    if (this.kind === "node") videoShedding.unprotect(this.id);
     if (this.#peer) {
       if (this.kind === "node") {
         this.#log.info("trunk closed", { site: this.remoteSite, reason });
@@ -325,6 +330,23 @@ export class SignallingSession implements RouterPeer {
     this.kind = PEER_KINDS[hello.kind ?? 0] ?? "client";
     this.name = (hello.name ?? "").trim().slice(0, MAX_NAME_LENGTH) ||
       "Guest";
+    // Trunks are let in: refusing one would cut off a whole site, and a
+    // link coming back after a blip brings no new viewers.
+    const admission = this.kind === "node"
+      ? "admit"
+      : context.admission.admit();
+    if (admission !== "admit") {
+      if (admission === "refuse-and-warn") {
+        this.#log.warn("refusing new participants: this server is overloaded", {
+          name: this.name,
+        });
+      }
+      this.close(
+        CloseCode.atCapacity,
+        "this server is at capacity; try again in a moment",
+      );
+      return;
+    }
     let inbound: InboundTracks;
     if (this.kind === "node") {
       if (!/^[0-9a-f]{8,64}$/.test(hello.nodeId ?? "")) {
@@ -339,6 +361,8 @@ export class SignallingSession implements RouterPeer {
       }
       this.remoteNodeId = hello.nodeId!;
       this.remoteSite = (hello.site ?? "").slice(0, MAX_NAME_LENGTH);
+      // Another site's whole view of these tracks rides on this link.
+      videoShedding.protect(this.id);
       inbound = context.trunks.inboundFor(this.id);
       context.trunks.addLink({
         linkId: this.id,

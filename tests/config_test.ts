@@ -397,7 +397,7 @@ const STUN_FORMS = "(expected stun:, turn: or turns: followed by host[:port])";
 const KNOWN_KEYS =
   "cloud, httpPrefix, listen, publicIp, publicHost, minPort, maxPort, " +
   "iceAddresses, iceServers, turnUsername, turnCredential, dataDir, name, cert, key, " +
-  "logLevel, logFormat, mdns, cameraIdleSeconds, trunks, cameras";
+  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, trunks, cameras";
 
 const INVALID: InvalidCase[] = [
   // command line syntax

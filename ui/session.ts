@@ -84,6 +84,7 @@ const FATAL_CLOSE_CODES = new Set([1003, 1009, 4001, 4002, 4003]);
 const CLOSE_MALFORMED = 4003;
 const CLOSE_SILENT = 4008;
 const CLOSE_SHUTTING_DOWN = 4011;
+const CLOSE_AT_CAPACITY = 4012;
 
 export class CallSession {
   state: CallState = "idle";
@@ -242,6 +243,8 @@ export class CallSession {
       this.#fail(
         event.code === CLOSE_SHUTTING_DOWN
           ? "The server is restarting."
+          : event.code === CLOSE_AT_CAPACITY
+          ? "The server is at capacity right now."
           : opened
           ? "The connection to the server was lost."
           : `Cannot reach the Umbrella server at ${
