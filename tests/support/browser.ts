@@ -207,7 +207,10 @@ export class CallParticipant {
           : undefined;
       },
       20_000,
-      () => this.remoteTiles().then((tiles) => JSON.stringify(tiles)),
+      async () =>
+        `${JSON.stringify(await this.remoteTiles())}; connections ${
+          JSON.stringify(await this.connectionStates())
+        }`,
     );
     // Two samples a while apart: decoding that has stalled after its first
     // frames would pass a single look.
@@ -236,20 +239,25 @@ export class CallParticipant {
     return second;
   }
 
+  /** The page's call state and its PeerConnections' states. */
+  connectionStates(): Promise<Record<string, string | null>> {
+    return this.page.evaluate(() => {
+      const view = (globalThis as WithUmbrella).umbrella;
+      return {
+        state: view.state,
+        peerId: view.peerId,
+        send: view.pcSend?.connectionState ?? null,
+        receive: view.pcRecv?.connectionState ?? null,
+      };
+    });
+  }
+
   /** Checks for `ms` that this participant stays in the call it joined:
    * same peer id, no reconnect, media connections not failed. */
   async expectStaysInCall(ms: number): Promise<void> {
     const deadline = performance.now() + ms;
     while (performance.now() < deadline) {
-      const seen = await this.page.evaluate(() => {
-        const view = (globalThis as WithUmbrella).umbrella;
-        return {
-          state: view.state,
-          peerId: view.peerId,
-          send: view.pcSend?.connectionState ?? null,
-          receive: view.pcRecv?.connectionState ?? null,
-        };
-      });
+      const seen = await this.connectionStates();
       const failed = seen.send === "failed" || seen.receive === "failed";
       if (seen.state !== "in-call" || seen.peerId !== this.peerId || failed) {
         throw new Error(
