@@ -188,6 +188,10 @@ export const SHED_STEPS = 8;
 const TICK_MS = 100;
 /** A step up waits this many ticks after the previous one, for it to show. */
 const TICKS_BETWEEN_RAISES = 5;
+/** Shedding starts only after this many ticks of pressure in a row: a burst
+ * of joins (DTLS handshakes) or of keyframes for many subscribers fills the
+ * queue or delays the loop for a moment and drains on its own. */
+const PRESSURE_TICKS_TO_START = 5;
 /** A step down needs this many calm ticks in a row: resuming costs a
  * keyframe, so shedding is quick to rise and slow to fall. */
 const CALM_TICKS_TO_LOWER = 20;
@@ -206,6 +210,7 @@ export class OverloadController {
   episode = 0;
   #ticksSinceRaise = TICKS_BETWEEN_RAISES;
   #calmTicks = 0;
+  #pressureTicks = 0;
 
   constructor(limits: OverloadLimits) {
     this.limits = limits;
@@ -232,21 +237,25 @@ export class OverloadController {
       this.lagMs < limits.calmLagMs;
     if (pressure) {
       this.#calmTicks = 0;
+      this.#pressureTicks++;
       if (
         this.shedSteps < SHED_STEPS &&
-        this.#ticksSinceRaise >= TICKS_BETWEEN_RAISES
+        this.#ticksSinceRaise >= TICKS_BETWEEN_RAISES &&
+        this.#pressureTicks >= PRESSURE_TICKS_TO_START
       ) {
         if (this.shedSteps === 0) this.episode++;
         this.shedSteps++;
         this.#ticksSinceRaise = 0;
       }
     } else if (calm && this.shedSteps > 0) {
+      this.#pressureTicks = 0;
       if (++this.#calmTicks >= CALM_TICKS_TO_LOWER) {
         this.shedSteps--;
         this.#calmTicks = 0;
       }
     } else {
       this.#calmTicks = 0;
+      if (this.shedSteps === 0) this.#pressureTicks = 0;
     }
   }
 }

@@ -125,12 +125,21 @@ const testLimits = () => ({
   calmLagMs: 40,
 });
 
-Deno.test("pressure from pending sends sheds at once, then one step per five ticks up to everything", () => {
+Deno.test("pressure from pending sends sheds once it lasts half a second, then one step per five ticks up to everything", () => {
   const controller = new OverloadController(testLimits());
   controller.tick(0, 199);
   assert.equal(controller.overloaded, false);
+  for (let i = 0; i < 4; i++) controller.tick(0, 200);
+  assert.equal(
+    controller.overloaded,
+    false,
+    "a burst that drains is no overload",
+  );
+  controller.tick(0, 0);
+  for (let i = 0; i < 4; i++) controller.tick(0, 200);
+  assert.equal(controller.overloaded, false, "and the count starts over");
   controller.tick(0, 200);
-  assert.equal(controller.shedSteps, 1, "the first step is immediate");
+  assert.equal(controller.shedSteps, 1, "five ticks of pressure in a row");
   assert.equal(controller.overloaded, true);
   for (let i = 0; i < 4; i++) controller.tick(0, 5000);
   assert.equal(controller.shedSteps, 1, "the step gets time to take effect");
@@ -143,7 +152,7 @@ Deno.test("pressure from pending sends sheds at once, then one step per five tic
 
 Deno.test("shedding falls one step per two seconds of calm, and in-between load holds it", () => {
   const controller = new OverloadController(testLimits());
-  for (let i = 0; i < 6; i++) controller.tick(0, 300);
+  for (let i = 0; i < 10; i++) controller.tick(0, 300);
   assert.equal(controller.shedSteps, 2);
   for (let i = 0; i < 100; i++) controller.tick(0, 150);
   assert.equal(controller.shedSteps, 2, "neither pressure nor calm: hold");
@@ -197,9 +206,11 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
   );
   assert.equal(queue.limit, 800, "the monitor sets the cap");
   const overload = () => {
-    for (let i = 0; i < 300; i++) queue.acquire();
-    monitor.tick(0);
-    queue.release(300);
+    for (let tick = 0; tick < 5; tick++) {
+      for (let i = 0; i < 300; i++) queue.acquire();
+      monitor.tick(0);
+      queue.release(300);
+    }
   };
   const calmDown = () => {
     for (let i = 0; i < 200 && monitor.controller.overloaded; i++) {
