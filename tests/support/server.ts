@@ -1,11 +1,14 @@
 // Starts a real Umbrella process for a test: loopback only, a random port, a
 // temporary data directory, media pinned to 127.0.0.1, JSON logs captured.
+// The bench starts the Umbrella it measures through this too.
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { forEachLine, terminate } from "./child.ts";
 
 const MAIN = fromFileUrl(new URL("../../main.ts", import.meta.url));
 const CONFIG = fromFileUrl(new URL("../../deno.json", import.meta.url));
 
 export interface ServerProcess {
+  pid: number;
   origin: string;
   /** The signalling WebSocket URL. */
   wsUrl: string;
@@ -25,6 +28,21 @@ export interface ServerOptions {
   cloud?: boolean;
   /** Answer mDNS (default false): only for tests inside a private network namespace. */
   mdns?: boolean;
+  /** Flags for deno itself, before the program (e.g. --inspect). */
+  denoFlags?: string[];
+  /** Default "debug"; long runs such as the bench keep fewer lines. */
+  logLevel?: string;
+}
+
+/** The permission flags of `deno task start`, so tests and the bench run the
+ * program with exactly what users give it (e.g. FFI for the fast SRTP). */
+async function startPermissions(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(CONFIG));
+  const flags = String(config.tasks?.start ?? "").match(/--allow-[\w-]+/g);
+  if (!flags) {
+    throw new Error(`no --allow-* flags in the "start" task of ${CONFIG}`);
+  }
+  return flags;
 }
 
 export async function startServer(
@@ -35,14 +53,10 @@ export async function startServer(
   const prefix = options.prefix ?? "";
   const args = [
     "run",
+    ...(options.denoFlags ?? []),
     "--config",
     CONFIG,
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-    "--allow-ffi",
+    ...await startPermissions(),
     MAIN,
     "--listen",
     "127.0.0.1:0",
@@ -53,7 +67,7 @@ export async function startServer(
     "--log-format",
     "json",
     "--log-level",
-    "debug",
+    options.logLevel ?? "debug",
     // Test servers stay off the machine's real network: no mDNS, unless the
     // test runs them inside a private network namespace.
     ...(options.mdns ? [] : ["--no-mdns"]),
@@ -80,27 +94,17 @@ export async function startServer(
     );
     return status;
   });
-  (async () => {
-    const lines = child.stderr.pipeThrough(new TextDecoderStream());
-    let pending = "";
-    for await (const chunk of lines) {
-      pending += chunk;
-      let newline;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        try {
-          const entry = JSON.parse(line);
-          logs.push(entry);
-          if (entry.msg === "listening" && typeof entry.url === "string") {
-            listening.resolve(entry.url);
-          }
-        } catch {
-          logs.push({ raw: line });
-        }
+  forEachLine(child.stderr, (line) => {
+    try {
+      const entry = JSON.parse(line);
+      logs.push(entry);
+      if (entry.msg === "listening" && typeof entry.url === "string") {
+        listening.resolve(entry.url);
       }
+    } catch {
+      logs.push({ raw: line });
     }
-  })();
+  });
   const timer = setTimeout(
     () => listening.reject(new Error("umbrella did not listen within 30 s")),
     30_000,
@@ -118,6 +122,7 @@ export async function startServer(
   const parsed = new URL(url);
   const origin = parsed.origin;
   return {
+    pid: child.pid,
     origin,
     port: Number(parsed.port),
     wsUrl: `${origin.replace(/^http/, "ws")}${prefix}/wsb`,
@@ -125,16 +130,7 @@ export async function startServer(
     prefix,
     logs,
     async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* already gone */ }
-      }, 5000);
-      await exited;
-      clearTimeout(killer);
+      await terminate(child, exited);
       if (!options.dataDir) {
         await Deno.remove(dataDir, { recursive: true }).catch(() => {});
       }
