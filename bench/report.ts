@@ -374,7 +374,11 @@ export function renderText(result: BenchResult): string {
     `versions: umbrella ${result.versions.umbrella} (source ${result.versions.umbrellaSource}), deno ${result.versions.deno}, werift ${result.versions.werift}, janus ${
       result.versions.janus ?? "-"
     }`,
-    `load generators: ${result.generators.processes} processes, werift with Umbrella's patch layer, SRTP ${result.generators.srtp}`,
+    `load generators: ${result.generators.processes} processes, werift with Umbrella's patch layer, SRTP ${result.generators.srtp}, UDP ${
+      result.generators.udpFallback
+        ? `node:dgram (${result.generators.udpFallback})`
+        : "sendto"
+    }`,
     ...result.umbrellaStartupWarnings.map((line) =>
       `Umbrella warned at start: ${line}`
     ),

@@ -215,7 +215,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           options.media.videoPacketBytes * 8 / 1e4,
       ) / 100,
     },
-    generators: { processes: options.workers, srtp: "", srtpFallback: null },
+    generators: {
+      processes: options.workers,
+      srtp: "",
+      srtpFallback: null,
+      udpFallback: null,
+    },
     umbrellaStartupWarnings: [],
     sweeps: [],
     janusComparison: null,
@@ -294,7 +299,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   try {
     const [info] = await pool.all<GeneratorInfo>({ op: "info" }, 30_000);
     result.generators = { processes: options.workers, ...info };
-    log(`load generators: ${options.workers} processes, SRTP ${info.srtp}`);
+    log(
+      `load generators: ${options.workers} processes, SRTP ${info.srtp}, UDP ${
+        info.udpFallback ? `node:dgram (${info.udpFallback})` : "sendto"
+      }`,
+    );
     if (planned.includes("fanout")) {
       const umbrella = await startUmbrella({
         inspect: options.cpuProfile,

@@ -119,8 +119,9 @@ async function handle(request: Request): Promise<unknown> {
   switch (request.op) {
     case "info":
       return {
-        srtp: patches.description,
-        srtpFallback: patches.fallbackReason ?? null,
+        srtp: patches.srtp.description,
+        srtpFallback: patches.srtp.fallbackReason ?? null,
+        udpFallback: patches.udpFallbackReason ?? null,
       } satisfies GeneratorInfo;
     case "join":
       return await join(request.peers, request.profile);

@@ -43,6 +43,9 @@ export interface GeneratorInfo {
   srtp: string;
   /** Why the native SRTP path is not in use, if it is not. */
   srtpFallback: string | null;
+  /** Why UDP sends go through node:dgram rather than straight to the
+   * kernel, if they do. */
+  udpFallback: string | null;
 }
 
 export interface JoinResult {

@@ -13,9 +13,11 @@
 //   and audio is never paused; a paused stream resumes at a keyframe.
 // - While that pressure lasts, new participants are refused with a reason;
 //   trunks and everyone already in keep going.
-// The decisions are taken ten times a second from two signals, the event
-// loop's timer drift and the highest count of unsent datagrams since the
-// last decision, so the per-packet cost is one integer comparison.
+// The decisions are taken ten times a second from the event loop's timer
+// drift, the highest count of unsent datagrams since the last decision and,
+// where datagrams go straight to the kernel (media/native_udp.ts) and none
+// wait, whether the kernel refused any; the per-packet cost is one integer
+// comparison.
 
 /** Default for --max-pending-sends. Each waiting 1200-byte datagram holds
  * about 7 KB in Deno 2.9's node:dgram (measured), so at most about 70 MB. */
@@ -30,6 +32,9 @@ export class SendQueue {
   highest = 0;
   /** Datagrams dropped because the queue was full. */
   dropped = 0;
+  /** Media datagrams sent straight to the kernel that it refused (its
+   * socket buffer full): the native path's only sign of falling behind. */
+  refused = 0;
   #peak = 0;
 
   constructor(limit = DEFAULT_MAX_PENDING_SENDS) {
@@ -225,16 +230,16 @@ export class OverloadController {
     return this.shedSteps / SHED_STEPS;
   }
 
-  /** One tick: how late its timer fired and the peak of pending sends
-   * since the previous tick. */
-  tick(driftMs: number, peakPendingSends: number): void {
+  /** One tick: how late its timer fired, the peak of pending sends and
+   * the datagrams the kernel refused since the previous tick. */
+  tick(driftMs: number, peakPendingSends: number, refused = 0): void {
     const limits = this.limits;
     this.lagMs += LAG_SMOOTHING * (Math.max(0, driftMs) - this.lagMs);
     this.#ticksSinceRaise++;
     const pressure = peakPendingSends >= limits.pressurePendingSends ||
-      this.lagMs >= limits.pressureLagMs;
+      refused > 0 || this.lagMs >= limits.pressureLagMs;
     const calm = peakPendingSends <= limits.calmPendingSends &&
-      this.lagMs < limits.calmLagMs;
+      refused === 0 && this.lagMs < limits.calmLagMs;
     if (pressure) {
       this.#calmTicks = 0;
       this.#pressureTicks++;
@@ -278,7 +283,11 @@ export interface OverloadStats {
   pendingSendsLimit: number;
   shedFraction: number;
   videoSubscriptionsPaused: number;
-  packetsShed: { videoPaused: number; sendQueueFull: number };
+  packetsShed: {
+    videoPaused: number;
+    sendQueueFull: number;
+    socketBufferFull: number;
+  };
   joinsRefused: number;
 }
 
@@ -296,6 +305,7 @@ export class OverloadMonitor implements AdmissionGate {
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastTickMs = 0;
   #lastPeak = 0;
+  #lastRefused = 0;
   #warnedEpisode = 0;
   #onChange: (overloaded: boolean, stats: OverloadStats) => void;
 
@@ -331,7 +341,9 @@ export class OverloadMonitor implements AdmissionGate {
     const controller = this.controller;
     const wasOverloaded = controller.overloaded;
     this.#lastPeak = this.#queue.takePeak();
-    controller.tick(driftMs, this.#lastPeak);
+    const refused = this.#queue.refused - this.#lastRefused;
+    this.#lastRefused = this.#queue.refused;
+    controller.tick(driftMs, this.#lastPeak, refused);
     this.#shedding.shed(controller.shedFraction);
     if (controller.overloaded !== wasOverloaded) {
       this.#onChange(controller.overloaded, this.stats());
@@ -361,6 +373,7 @@ export class OverloadMonitor implements AdmissionGate {
       packetsShed: {
         videoPaused: this.#shedding.packetsShed,
         sendQueueFull: queue.dropped,
+        socketBufferFull: queue.refused,
       },
       joinsRefused: this.joinsRefused,
     };

@@ -25,7 +25,7 @@ import {
 } from "./rtc_config.ts";
 import type { Router } from "./router.ts";
 import { type MediaKind, Track, type TrackDescription } from "./track.ts";
-import { applyWeriftPatches } from "./werift_patches.ts";
+import { applyWeriftPatches, sendRtp } from "./werift_patches.ts";
 
 /** What the remote said about one transceiver of its offer. */
 export interface PublishBinding {
@@ -127,6 +127,10 @@ interface Subscription {
 class Leg {
   readonly pc: RTCPeerConnection;
   ready = false;
+  /** The (BUNDLEd) transport once connected: werift's dtlsTransports
+   * getter builds and de-duplicates arrays on every call, too slow for
+   * every packet. */
+  transport: RTCDtlsTransport | undefined;
   #lastPackets = 0;
   #lastActivityMs = performance.now();
   #timer: ReturnType<typeof setInterval>;
@@ -141,6 +145,7 @@ class Leg {
     const createdMs = performance.now();
     this.pc.connectionStateChange.subscribe((state) => {
       this.ready = state === "connected";
+      this.transport = this.ready ? this.dtls : undefined;
       if (state === "connected") {
         this.#lastActivityMs = performance.now();
         onConnected();
@@ -176,6 +181,7 @@ class Leg {
   close(): void {
     clearInterval(this.#timer);
     this.ready = false;
+    this.transport = undefined;
     this.pc.close().catch(() => {});
   }
 }
@@ -450,8 +456,8 @@ export class WebRtcPeer {
         return leg.ready;
       },
       sendRtp(payload, header) {
-        // deno-lint-ignore no-explicit-any
-        leg.dtls?.sendRtp(payload as any, header);
+        const transport = leg.transport;
+        if (transport !== undefined) sendRtp(transport, payload, header);
       },
     };
     this.#senderReportTimer = setInterval(

@@ -11,8 +11,10 @@
 // NACKs publishers once per lost packet (media/nack_generator.ts), so both of
 // werift's paths are switched off here while "nack" stays negotiated in SDP.
 //
-// UDP sends: media datagrams are counted from node:dgram's send until its
-// callback, and dropped beyond the send queue's cap (media/overload.ts).
+// UDP sends: straight to the kernel through FFI where allowed
+// (media/native_udp.ts), RTP without werift's per-packet promises; else
+// through node:dgram, with media datagrams counted from send until its
+// callback and dropped beyond the send queue's cap (media/overload.ts).
 import type { Buffer } from "node:buffer";
 import type { Socket } from "node:dgram";
 import { isIP } from "node:net";
@@ -20,23 +22,43 @@ import {
   DtlsClient,
   DtlsSocket,
   GenericNack,
+  type RTCDtlsTransport,
   RtcpTransportLayerFeedback,
   RTCRtpReceiver,
   RTCRtpSender,
+  type RtpHeader,
   UdpTransport,
 } from "werift";
+import {
+  loadNativeUdp,
+  nativeSenderFor,
+  type NativeUdp,
+  NativeUdpSender,
+} from "./native_udp.ts";
 import { type SendQueue, sendQueue } from "./overload.ts";
 import {
   applyFastSrtp,
+  FastSrtpSession,
   type FastSrtpStatus,
+  MAX_RTP_OVERHEAD,
 } from "./srtp/werift_srtp_patch.ts";
 
-let applied: FastSrtpStatus | undefined;
+export interface PatchStatus {
+  srtp: FastSrtpStatus;
+  /** Why UDP sends go through node:dgram, when they do. */
+  udpFallbackReason?: string;
+}
 
-/** Applies every patch once; says which SRTP implementation is in use. */
-export function applyWeriftPatches(): FastSrtpStatus {
+let applied: PatchStatus | undefined;
+
+/** Applies every patch once; says which SRTP and UDP paths are in use. */
+export function applyWeriftPatches(): PatchStatus {
   if (applied) return applied;
-  applied = applyFastSrtp();
+  const native = loadNativeUdp();
+  applied = {
+    srtp: applyFastSrtp(),
+    ...(native.available ? {} : { udpFallbackReason: native.reason }),
+  };
 
   // The receiver's NackHandler only runs when this getter finds "nack" in the
   // codec's feedback; PLI support is looked up separately and is untouched.
@@ -64,7 +86,7 @@ export function applyWeriftPatches(): FastSrtpStatus {
   };
 
   patchDtlsRetransmission();
-  patchUdpSends(sendQueue);
+  patchUdpSends(sendQueue, native);
   return applied;
 }
 
@@ -73,6 +95,8 @@ interface PatchedUdpTransport {
   socket: Socket;
   rinfo?: { address?: string; port?: number };
   send(data: Buffer, addr?: Address): Promise<void>;
+  /** Set once the socket is bound, when sends can bypass node:dgram. */
+  nativeSender?: NativeUdpSender;
 }
 
 /** Every send is already complete from its caller's point of view. */
@@ -83,27 +107,36 @@ const ignoreResult = () => {};
 
 /** RFC 7983: first bytes 128-191 are RTP or RTCP; the rest (STUN, DTLS) is
  * connection upkeep, rare, small and never dropped. */
-const isMedia = (data: Buffer) => data[0] >= 128 && data[0] <= 191;
+const isMedia = (data: Uint8Array) => data[0] >= 128 && data[0] <= 191;
 
 /**
  * werift's UdpTransport.send hands each datagram to node:dgram without a
- * callback, so nothing knows how many copies wait for the event loop to
- * send them. Each transport's send (an instance field, set before init,
- * which werift calls right after construction) is replaced by one that
- * counts each media datagram in the queue until node:dgram's callback and
- * drops it when the queue is full. A socket closed with sends outstanding
- * never calls back for them, so its remainder is released on close. Sends
- * to a host name (TURN servers) keep werift's path, which resolves it.
+ * callback. Each transport's send (an instance field, set before init,
+ * which werift calls right after construction) is replaced: once init has
+ * bound the socket, datagrams go straight to the kernel (media/native_udp.ts)
+ * where FFI allows; otherwise through node:dgram, counting each media
+ * datagram in the queue until node:dgram's callback and dropping it when
+ * the queue is full. A socket closed with sends outstanding never calls
+ * back for them, so its remainder is released on close. Sends to a host
+ * name (TURN servers) keep werift's path, which resolves it.
  */
-function patchUdpSends(queue: SendQueue): void {
+function patchUdpSends(queue: SendQueue, native: NativeUdp): void {
   // init is private in werift's types.
   const prototype = UdpTransport.prototype as unknown as {
     init(this: UdpTransport): Promise<void>;
   };
   const init = prototype.init;
-  prototype.init = function (this: UdpTransport) {
-    countSends(this as unknown as PatchedUdpTransport, queue);
-    return init.call(this);
+  prototype.init = async function (this: UdpTransport) {
+    const transport = this as unknown as PatchedUdpTransport;
+    countSends(transport, queue);
+    await init.call(this);
+    const sender = nativeSenderFor(native, transport.socket);
+    if (!(sender instanceof NativeUdpSender)) return;
+    transport.nativeSender = sender;
+    transport.socket.once("close", () => {
+      transport.nativeSender = undefined;
+      sender.close();
+    });
   };
 }
 
@@ -129,6 +162,11 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     }
     const host = addr !== undefined ? addr[0] : transport.rinfo?.address;
     const port = addr !== undefined ? addr[1] : transport.rinfo?.port;
+    const native = transport.nativeSender;
+    if (native !== undefined) {
+      if (!native.send(data, host!, port!) && isMedia(data)) queue.refused++;
+      return SENT;
+    }
     const counted = isMedia(data);
     if (counted) {
       if (!queue.acquire()) return SENT;
@@ -142,6 +180,52 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     }
     return SENT;
   };
+}
+
+/** Room for any RTP packet this node sends (payloads come from datagrams of
+ * at most an MTU) plus SRTP's tag. */
+const SCRATCH_BYTES = 4096;
+const scratch = new Uint8Array(SCRATCH_BYTES);
+
+/**
+ * Sends one RTP packet on a connected transport. werift's sendRtp goes
+ * through three async functions (DTLS transport, ICE connection, STUN
+ * protocol), each making a promise per packet, and needs a fresh buffer
+ * for the encrypted packet because node:dgram sends it later. Where the
+ * nominated pair sends through a native sender, the packet is encrypted
+ * into one scratch buffer and handed to the kernel before this returns.
+ * Anything else (TURN relays, node:dgram, SRTP left to werift) takes
+ * werift's path.
+ */
+export function sendRtp(
+  dtls: RTCDtlsTransport,
+  payload: Uint8Array,
+  header: RtpHeader,
+): void {
+  const connection = dtls.iceTransport.connection as unknown as {
+    nominated?: {
+      protocol: { type: string; transport: PatchedUdpTransport };
+      remoteAddr: Address;
+    };
+    canSendApplicationData(): boolean;
+  };
+  const pair = connection.nominated;
+  const sender = pair?.protocol.type === "stun"
+    ? pair.protocol.transport.nativeSender
+    : undefined;
+  const srtp = dtls.srtp as unknown;
+  if (
+    sender === undefined || !(srtp instanceof FastSrtpSession) ||
+    payload.byteLength > SCRATCH_BYTES - MAX_RTP_OVERHEAD
+  ) {
+    // deno-lint-ignore no-explicit-any
+    dtls.sendRtp(payload as any, header);
+    return;
+  }
+  if (!connection.canSendApplicationData()) return;
+  const packet = srtp.encryptInto(scratch, payload, header);
+  const address = pair!.remoteAddr;
+  if (!sender.send(packet, address[0], address[1])) sendQueue.refused++;
 }
 
 // Handshake message types (RFC 5246 7.4) of the flight each side may see

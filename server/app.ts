@@ -68,7 +68,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
     );
   }
 
-  const srtp = applyWeriftPatches();
+  const { srtp, udpFallbackReason } = applyWeriftPatches();
+  if (udpFallbackReason) {
+    log.warn(
+      `UDP sends go through node:dgram, slower per packet and queued: ${udpFallbackReason}`,
+    );
+  }
   if (srtp.fallbackReason) {
     log.warn(
       `SRTP runs on node:crypto, several times slower per packet: ${srtp.fallbackReason}`,

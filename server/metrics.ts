@@ -182,11 +182,12 @@ export function renderMetrics(
   family(
     "umbrella_packets_shed_total",
     "counter",
-    "Packets not sent to shed load: video to paused subscriptions, or any RTP/RTCP datagram when the send queue was full.",
+    "Packets not sent to shed load: video to paused subscriptions, or any RTP/RTCP datagram when the send queue or the socket's buffer was full.",
   );
   lines.push(
     `umbrella_packets_shed_total{reason="video_paused"} ${overload.packetsShed.videoPaused}`,
     `umbrella_packets_shed_total{reason="send_queue_full"} ${overload.packetsShed.sendQueueFull}`,
+    `umbrella_packets_shed_total{reason="socket_buffer_full"} ${overload.packetsShed.socketBufferFull}`,
   );
   family(
     "umbrella_joins_refused_total",

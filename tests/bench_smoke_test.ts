@@ -190,7 +190,12 @@ Deno.test("the chart and summary say why a sweep has no points", () => {
       janus: null,
     },
     settings: { windowSeconds: 1, windowsPerPoint: 1 },
-    generators: { processes: 1, srtp: "test", srtpFallback: null },
+    generators: {
+      processes: 1,
+      srtp: "test",
+      srtpFallback: null,
+      udpFallback: null,
+    },
     umbrellaStartupWarnings: [],
     media: { videoPayloadMbitPerSecond: 1.5, audioPacketsPerSecond: 50 },
     sweeps: [{

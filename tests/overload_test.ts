@@ -183,6 +183,20 @@ Deno.test("event loop lag counts once it lasts: a single stall does not shed", (
   assert.ok(controller.lagMs < 40);
 });
 
+Deno.test("datagrams the kernel refuses are pressure while they last, and calm needs none", () => {
+  const controller = new OverloadController(testLimits());
+  for (let i = 0; i < 4; i++) controller.tick(0, 0, 3);
+  assert.equal(controller.overloaded, false, "a moment of refusals passes");
+  controller.tick(0, 0, 1);
+  assert.equal(controller.overloaded, true, "half a second of them sheds");
+  for (let i = 0; i < 19; i++) controller.tick(0, 0, 0);
+  controller.tick(0, 0, 1);
+  for (let i = 0; i < 19; i++) controller.tick(0, 0, 0);
+  assert.equal(controller.shedSteps, 1, "a refusal resets the calm count");
+  controller.tick(0, 0, 0);
+  assert.equal(controller.overloaded, false);
+});
+
 Deno.test("the default limits scale with --max-pending-sends", () => {
   const limits = limitsFor(DEFAULT_MAX_PENDING_SENDS);
   assert.equal(limits.pressurePendingSends, DEFAULT_MAX_PENDING_SENDS / 4);
@@ -475,7 +489,46 @@ Deno.test("--max-pending-sends is read from flag, environment and file, and chec
 
 // ---- werift's UDP sends, on loopback ----
 
-Deno.test("werift's UDP sends are counted until sent, dropped beyond the cap, and released on close", async () => {
+Deno.test("werift's UDP sends go straight to the kernel where FFI allows: nothing waits", async () => {
+  assert.equal(applyWeriftPatches().udpFallbackReason, undefined);
+  const receiver = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) =>
+    receiver.bind(0, "127.0.0.1", () => resolve())
+  );
+  const payloads: number[] = [];
+  receiver.on("message", (data: Buffer) => payloads.push(data[1]));
+  const to: [string, number] = ["127.0.0.1", receiver.address().port];
+  const transport = await UdpTransport.init(
+    "udp4",
+    {
+      interfaceAddresses: { udp4: "127.0.0.1" },
+    } as Parameters<typeof UdpTransport.init>[1],
+  );
+  const pending = sendQueue.pending;
+  try {
+    for (let i = 0; i < 20; i++) {
+      const media = Buffer.alloc(100, 0x80);
+      media[1] = i;
+      await transport.send(media, to);
+    }
+    assert.equal(sendQueue.pending, pending, "no send waits for the loop");
+    await waitFor(
+      "the datagrams to arrive",
+      () => payloads.length === 20,
+      5000,
+    );
+    assert.deepEqual(payloads, [...Array(20).keys()], "in order, unchanged");
+    const patched = transport as unknown as { nativeSender?: unknown };
+    assert.ok(patched.nativeSender, "sends went through a native sender");
+    await transport.close();
+    assert.equal(patched.nativeSender, undefined, "closed with its socket");
+  } finally {
+    receiver.close();
+    if (!transport.closed) await transport.close();
+  }
+});
+
+Deno.test("on node:dgram, UDP sends are counted until sent, dropped beyond the cap, and released on close", async () => {
   applyWeriftPatches();
   const receiver = dgram.createSocket("udp4");
   await new Promise<void>((resolve) =>
@@ -490,6 +543,10 @@ Deno.test("werift's UDP sends are counted until sent, dropped beyond the cap, an
       interfaceAddresses: { udp4: "127.0.0.1" },
     } as Parameters<typeof UdpTransport.init>[1],
   );
+  // As without FFI: this transport has no native sender.
+  const patched = transport as unknown as { nativeSender?: { close(): void } };
+  patched.nativeSender?.close();
+  patched.nativeSender = undefined;
   const limit = sendQueue.limit;
   const dropped = sendQueue.dropped;
   const pending = sendQueue.pending;
@@ -526,10 +583,12 @@ Deno.test("werift's UDP sends are counted until sent, dropped beyond the cap, an
 
 // ---- a real server at capacity ----
 
-Deno.test("at capacity a new participant is refused with the reason while an existing one keeps receiving", async () => {
-  // With room for one datagram, any fan-out is pressure: the server is
-  // overloaded as soon as media flows, and the cap bounds the queue.
+Deno.test("at capacity (node:dgram sends) a new participant is refused with the reason while an existing one keeps receiving", async () => {
+  // Without FFI, sends queue in node:dgram; with room for one datagram,
+  // any fan-out is pressure: the server is overloaded as soon as media
+  // flows, and the cap bounds the queue.
   const server = await startServer({
+    denoFlags: ["--deny-ffi"],
     env: { UMBRELLA_MAX_PENDING_SENDS: "1" },
   });
   const clients: WeriftClient[] = [];

@@ -450,6 +450,33 @@ eachBackendAndProfile(
 );
 
 eachBackendAndProfile(
+  "encryptInto writes what encrypt returns into the scratch buffer, and refuses what does not fit",
+  (backend, profile) => {
+    const { key, salt } = masterPair(profile);
+    const allocating = fastSessions(profile, key, salt, backend);
+    const scratching = fastSessions(profile, key, salt, backend);
+    const scratch = new Uint8Array(1500);
+    for (const { header, payload } of randomPackets(40, 100, 0x01020304)) {
+      const expected = allocating.srtp.encrypt(payload, header);
+      const packet = scratching.srtp.encryptInto(scratch, payload, header);
+      assert.equal(packet.buffer, scratch.buffer);
+      assert.equal(packet.byteOffset, 0);
+      assert.equal(toHex(packet), toHex(expected));
+    }
+    const header = new RtpHeader({ ssrc: 9, sequenceNumber: 1 });
+    assert.throws(
+      () =>
+        scratching.srtp.encryptInto(
+          new Uint8Array(40),
+          new Uint8Array(20),
+          header,
+        ),
+      RangeError,
+    );
+  },
+);
+
+eachBackendAndProfile(
   "protectRtp equals werift for whole packets, padding included",
   (backend, profile) => {
     const { key, salt } = masterPair(profile);

@@ -39,6 +39,10 @@ import {
 } from "./context.ts";
 
 const ONE_BYTE_PROFILE = 0xbede;
+/** The most a header (CSRCs, extensions) and SRTP's tag add to a payload in
+ * what this node sends: rewritten headers carry no CSRCs and few
+ * extensions. */
+export const MAX_RTP_OVERHEAD = 256;
 const TWO_BYTE_PROFILE = 0x1000;
 
 /** werift's own decrypt failures are SrtpAuthenticationError, the one error
@@ -61,9 +65,36 @@ export class FastSrtpSession {
     const out = Buffer.allocUnsafe(
       headerLength + payload.length + this.local.rtpOverhead,
     );
+    this.#seal(out, header, headerLength, payload);
+    return out;
+  }
+
+  /** Encrypts into the start of `scratch` and returns a view of the packet
+   * there, for a sender that is done with it before `scratch` is reused.
+   * Throws a RangeError if the packet would not fit. */
+  encryptInto(
+    scratch: Uint8Array,
+    payload: Uint8Array,
+    header: RtpHeader,
+  ): Uint8Array {
+    const headerLength = rtpHeaderSize(header);
+    const length = headerLength + payload.length + this.local.rtpOverhead;
+    if (length > scratch.length) {
+      throw new RangeError(`an SRTP packet of ${length} bytes does not fit`);
+    }
+    const out = scratch.subarray(0, length);
+    this.#seal(out, header, headerLength, payload);
+    return out;
+  }
+
+  #seal(
+    out: Uint8Array,
+    header: RtpHeader,
+    headerLength: number,
+    payload: Uint8Array,
+  ): void {
     writeRtpHeader(header, out);
     this.local.sealRtp(out, headerLength, payload);
-    return out;
   }
 
   decrypt(data: Buffer): Buffer {
