@@ -4,13 +4,13 @@
 // node:dgram).
 //
 // Why: Deno's node:dgram makes every send an asynchronous op that copies the
-// datagram and completes on a later turn of the event loop. Measured here
-// (1200-byte datagrams over loopback, bench/udp_micro.ts): about 10 µs of CPU
-// per send alone, and worse as sends pile up: a fan-out of 640 datagrams
-// over 128 sockets ran at about 12,500 datagrams/s, where sendto runs at
-// about 220,000/s (4.5 µs, most of it the kernel's own work) whatever the
-// number of sockets or the burst. A send is done when sendto returns, so the
-// caller may reuse its buffer, and nothing waits in between to pile up.
+// datagram and completes on a later turn of the event loop, and it gets
+// slower as sends pile up. Measured here (bench/udp_micro.ts, 1200-byte
+// datagrams over loopback, fan-out bursts over K sockets): node:dgram about
+// 11 µs of CPU per datagram in small bursts, 50-80 µs in bursts of 640-1920
+// over 128 sockets; sendto 4.4-7 µs (mostly the kernel's own work) whatever
+// the burst. A send is done when sendto returns, so the caller may reuse
+// its buffer, and nothing waits in between to pile up.
 import type { Socket } from "node:dgram";
 import { isIPv4 } from "node:net";
 
