@@ -214,6 +214,9 @@ export function sendRtp(
     ? pair.protocol.transport.nativeSender
     : undefined;
   const srtp = dtls.srtp as unknown;
+  // The connection reports connected a moment before werift derives the
+  // SRTP keys; werift's own sendRtp would throw and catch for each packet.
+  if (srtp === undefined) return;
   if (
     sender === undefined || !(srtp instanceof FastSrtpSession) ||
     payload.byteLength > SCRATCH_BYTES - MAX_RTP_OVERHEAD
