@@ -205,7 +205,8 @@ export function sendRtp(
   const connection = dtls.iceTransport.connection as unknown as {
     nominated?: {
       protocol: { type: string; transport: PatchedUdpTransport };
-      remoteAddr: Address;
+      // Its remoteAddr getter builds an array on every call.
+      remoteCandidate: { host: string; port: number };
     };
     canSendApplicationData(): boolean;
   };
@@ -227,8 +228,8 @@ export function sendRtp(
   }
   if (!connection.canSendApplicationData()) return;
   const packet = srtp.encryptInto(scratch, payload, header);
-  const address = pair!.remoteAddr;
-  if (!sender.send(packet, address[0], address[1])) sendQueue.refused++;
+  const remote = pair!.remoteCandidate;
+  if (!sender.send(packet, remote.host, remote.port)) sendQueue.refused++;
 }
 
 // Handshake message types (RFC 5246 7.4) of the flight each side may see
