@@ -416,6 +416,8 @@ export class WebRtcPeer {
 
   unsubscribe(trackIds: string[]): void {
     for (const trackId of trackIds) {
+      // Wanted during a negotiation and not added yet: it never will be.
+      this.#wanted.delete(trackId);
       this.#subscriptions.get(trackId)?.consumer.close();
     }
   }

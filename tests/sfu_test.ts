@@ -120,6 +120,37 @@ Deno.test("a participant who leaves has its tracks withdrawn from the others", a
   }
 });
 
+Deno.test("a track unsubscribed while an offer is outstanding is never sent", async () => {
+  const server = await startServer();
+  const a = await WeriftClient.connect(server.wsUrl, "a");
+  const b = await WeriftClient.connect(server.wsUrl, "b", {
+    autoSubscribe: false,
+  });
+  try {
+    await a.publish({ audio: true, video: "vp8", tag: 0 });
+    await waitFor("b to hear of a's tracks", () => b.announced.size === 2);
+    const [audio, video] = [MediaKind.Audio, MediaKind.Video].map((kind) =>
+      [...b.announced.values()].find((t) => t.kind === kind)!.id!
+    );
+    // The first subscription starts an offer; the second arrives while it
+    // is outstanding, and is taken back before the answer settles it.
+    b.send({ subscribe: { trackIds: [audio] } });
+    b.send({ subscribe: { trackIds: [video] } });
+    b.send({ unsubscribe: { trackIds: [video] } });
+    await waitFor(
+      "b to receive audio",
+      () => (b.received.get(audio)?.packets ?? 0) > 10,
+    );
+    // Room for a late renegotiation to (wrongly) add the video.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(b.received.has(video), false);
+    assert.equal(await metric(server, "umbrella_subscriptions"), 1);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await server.stop();
+  }
+});
+
 Deno.test("a participant whose ICE dies is cleaned up within 10 s and the others are told", async () => {
   const server = await startServer();
   const [a, b] = [
