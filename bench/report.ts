@@ -399,6 +399,14 @@ export function renderText(result: BenchResult): string {
       );
     }
   }
+  for (const burst of result.joinBursts) {
+    lines.push(
+      "",
+      burst.allConnected
+        ? `join burst on ${burst.sfu}: ${burst.subscribers} subscribers at once all had audio and video after ${burst.secondsToAllMedia} s; join to first media median ${burst.joinToFirstMediaMedianMs} ms, slowest ${burst.joinToFirstMediaMaxMs} ms; SFU ${burst.sfuCpuCores} cores meanwhile`
+        : `join burst on ${burst.sfu}: ${burst.subscribers} subscribers at once did not all connect: ${burst.reason}`,
+    );
+  }
   const comparison = result.janusComparison;
   if (comparison && "unavailable" in comparison) {
     lines.push("", `Janus comparison unavailable: ${comparison.unavailable}`);

@@ -24,6 +24,8 @@ const USAGE = `Usage: deno task bench [options]
                        functions with the most self time at the heaviest
   --subscribers=LIST   fan-out points, e.g. 1,8,32 (subscribers per publisher)
   --participants=LIST  meeting points, e.g. 2,4,6
+  --burst=N            subscribers joining at once in the join burst
+                       (default 100)
   --workers=N          load-generator processes (default 3)
   --window=SECONDS     length of one measurement window (default 2)
   --windows=N          windows per point; the median one is reported
@@ -42,6 +44,7 @@ const FULL = {
   window: 2,
   windows: 3,
   settle: 1,
+  burst: 100,
 };
 const QUICK = {
   subscribers: [1, 4, 16],
@@ -49,6 +52,7 @@ const QUICK = {
   window: 2,
   windows: 1,
   settle: 1,
+  burst: 30,
 };
 
 class UsageError extends Error {}
@@ -83,6 +87,7 @@ async function main(args: string[]): Promise<number> {
       profile: { type: "boolean" },
       subscribers: { type: "string" },
       participants: { type: "string" },
+      burst: { type: "string" },
       workers: { type: "string" },
       window: { type: "string" },
       windows: { type: "string" },
@@ -143,6 +148,9 @@ async function main(args: string[]): Promise<number> {
     participantCounts: values.participants
       ? positiveList(values.participants, "participants")
       : plan.participants,
+    burstSize: values.burst
+      ? Math.round(positive(values.burst, "burst"))
+      : plan.burst,
     budgetSeconds: values.budget ? positive(values.budget, "budget") : 470,
     media: REALISTIC_MEDIA,
     log: (line) => console.log(line),

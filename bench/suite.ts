@@ -10,6 +10,8 @@ import {
   fanoutSweep,
   idleRss,
   janusFanout,
+  joinBurst,
+  type JoinBurstResult,
   meetingSweep,
   type SweepResult,
   type SweepSettings,
@@ -19,8 +21,8 @@ import { startUmbrella, type UmbrellaProcess } from "./umbrella_process.ts";
 import { WorkerPool } from "./worker_pool.ts";
 import type { GeneratorInfo } from "./worker_protocol.ts";
 
-export type SweepName = "fanout" | "meeting" | "trunk";
-export const SWEEP_NAMES: SweepName[] = ["fanout", "meeting", "trunk"];
+export type SweepName = "fanout" | "meeting" | "trunk" | "joins";
+export const SWEEP_NAMES: SweepName[] = ["fanout", "meeting", "trunk", "joins"];
 
 export interface BenchOptions {
   only: SweepName[];
@@ -38,6 +40,8 @@ export interface BenchOptions {
   settleSeconds: number;
   subscriberCounts: number[];
   participantCounts: number[];
+  /** Subscribers that join at once in the join burst. */
+  burstSize: number;
   /** Wall-clock budget for all sweeps together. */
   budgetSeconds: number;
   media: MediaProfile;
@@ -86,11 +90,18 @@ export interface BenchResult {
     videoPayloadMbitPerSecond: number;
   };
   sweeps: SweepResult[];
+  joinBursts: JoinBurstResult[];
   janusComparison: ComparisonRow[] | { unavailable: string } | null;
 }
 
 /** Share of the remaining budget each sweep gets when it starts. */
-const BUDGET_WEIGHTS = { fanout: 3, janus: 3, meeting: 2, trunk: 3 };
+const BUDGET_WEIGHTS = {
+  fanout: 3,
+  janus: 3,
+  meeting: 2,
+  trunk: 3,
+  joins: 1,
+};
 const TRUNK_LINK_TIMEOUT_MS = 10_000;
 
 /** A short hash of the SFU's source (main.ts, server/, media/, proto/), so a
@@ -205,6 +216,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       settleSeconds: options.settleSeconds,
       subscriberCounts: options.subscriberCounts,
       participantCounts: options.participantCounts,
+      burstSize: options.burstSize,
       budgetSeconds: options.budgetSeconds,
     },
     media: {
@@ -223,6 +235,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     },
     umbrellaStartupWarnings: [],
     sweeps: [],
+    joinBursts: [],
     janusComparison: null,
   };
   const planned = [
@@ -230,6 +243,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ...options.only.includes("fanout") && options.compareJanus ? ["janus"] : [],
     ...options.only.includes("meeting") ? ["meeting"] : [],
     ...options.only.includes("trunk") ? ["trunk"] : [],
+    ...options.only.includes("joins") ? ["joins"] : [],
   ] as (keyof typeof BUDGET_WEIGHTS)[];
   const settingsFor = (sweep: keyof typeof BUDGET_WEIGHTS): SweepSettings => {
     const remaining = planned.slice(planned.indexOf(sweep));
@@ -350,6 +364,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       }
     }
     if (planned.includes("trunk")) result.sweeps.push(await runTrunk());
+    if (planned.includes("joins")) await runJoinBursts();
   } finally {
     await pool.stop();
   }
@@ -401,6 +416,45 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       return { unavailable: `Janus measured no point: ${sweep.reason}` };
     }
     return compareWithJanus(fanout, sweep);
+  }
+
+  /** (d) A burst of joins on a fresh Umbrella, and on Janus if compared. */
+  async function runJoinBursts(): Promise<void> {
+    const umbrella = await startUmbrella();
+    try {
+      const measured = await umbrellaUnderTest([umbrella]);
+      result.joinBursts.push(
+        await joinBurst(
+          settingsFor("joins"),
+          umbrellaFanout(umbrella, umbrella, measured, "fanout"),
+          options.burstSize,
+        ),
+      );
+    } finally {
+      await closePeers();
+      await umbrella.stop();
+    }
+    if (
+      !options.compareJanus || !janus || "unavailable" in janus ||
+      !options.janusMediaAddress
+    ) return;
+    const server = await startJanus(options.janusMediaAddress);
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      result.joinBursts.push(
+        await joinBurst(
+          settingsFor("joins"),
+          janusFanout(server, {
+            processes: [{ label: "janus", pid: server.pid }],
+            idleRssBytes: idleRss([server.pid]),
+          }),
+          options.burstSize,
+        ),
+      );
+    } finally {
+      await closePeers();
+      await server.stop();
+    }
   }
 
   /** (c) A publisher on node A, subscribers on node B, A and B trunked. */

@@ -10,8 +10,13 @@ import {
   stopReason,
 } from "./measure.ts";
 import type { WorkerPool } from "./worker_pool.ts";
-import type { JoinResult, PeerProgress, PeerSpec } from "./worker_protocol.ts";
-import { rssBytes } from "./proc.ts";
+import type {
+  JoinResult,
+  PeerProgress,
+  PeerSpec,
+  WindowReport,
+} from "./worker_protocol.ts";
+import { cpuSeconds, rssBytes } from "./proc.ts";
 import { summariseProfile } from "./profile.ts";
 import type { JanusProcess } from "./janus.ts";
 import type { UmbrellaProcess } from "./umbrella_process.ts";
@@ -61,6 +66,7 @@ function joinTimeout(settings: SweepSettings, peers: number): number {
 async function join(
   settings: SweepSettings,
   specs: { spec: PeerSpec; index: number }[],
+  concurrency?: number,
 ): Promise<Map<string, JoinResult>> {
   const { pool, profile } = settings;
   const byWorker = new Map(pool.workers.map((w) => [w, [] as PeerSpec[]]));
@@ -68,7 +74,10 @@ async function join(
   const timeout = joinTimeout(settings, specs.length);
   const results = (await Promise.all(
     [...byWorker].filter(([, s]) => s.length > 0).map(([worker, peers]) =>
-      worker.call<JoinResult[]>({ op: "join", peers, profile }, timeout)
+      worker.call<JoinResult[]>(
+        { op: "join", peers, profile, concurrency },
+        timeout,
+      )
     ),
   )).flat();
   const failed = results.filter((r) => r.error);
@@ -365,6 +374,99 @@ export async function fanoutSweep(
     "subscribers",
     steps,
   );
+}
+
+/** How a burst of subscribers joining at once went. */
+export interface JoinBurstResult {
+  sfu: "umbrella" | "janus";
+  subscribers: number;
+  /** Whether every subscriber joined and received audio and video. */
+  allConnected: boolean;
+  /** From the burst's start until the last subscriber had both tracks. */
+  secondsToAllMedia: number | null;
+  /** Median and slowest join-to-first-media of the subscribers. */
+  joinToFirstMediaMedianMs: number | null;
+  joinToFirstMediaMaxMs: number | null;
+  /** SFU CPU used during the burst, in cores. */
+  sfuCpuCores: number;
+  /** Why not all connected, when they did not. */
+  reason: string | null;
+}
+
+/** (d) N subscribers of one publisher joining at once, every generator
+ * starting all of its joins together: does everyone get media, and how
+ * soon. */
+export async function joinBurst(
+  settings: SweepSettings,
+  target: FanoutTarget,
+  count: number,
+): Promise<JoinBurstResult> {
+  settings.log(
+    `join burst on ${target.sfu}: ${count} subscribers of one publisher at once`,
+  );
+  const result: JoinBurstResult = {
+    sfu: target.sfu,
+    subscribers: count,
+    allConnected: false,
+    secondsToAllMedia: null,
+    joinToFirstMediaMedianMs: null,
+    joinToFirstMediaMaxMs: null,
+    sfuCpuCores: 0,
+    reason: null,
+  };
+  const pids = target.measured.processes.map((p) => p.pid);
+  const cpu = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  try {
+    const publisherKey = `${target.sfu}-burst-pub`;
+    const publisher = (await join(settings, [{
+      spec: target.publisher(publisherKey, 0),
+      index: 0,
+    }])).get(publisherKey)!;
+    await sleep(1000);
+    const specs = Array.from({ length: count }, (_, i) => ({
+      spec: target.subscriber(`${target.sfu}-burst-sub${i}`, publisher),
+      index: i + 1,
+    }));
+    const cpuBefore = cpu();
+    const started = performance.now();
+    await join(settings, specs, count);
+    const load = specs.map(({ spec, index }) => ({
+      key: spec.key,
+      worker: settings.pool.of(index),
+      expectTags: [0, 1],
+      joinedAt: count,
+    }));
+    await waitForMedia(settings, load, count);
+    const seconds = (performance.now() - started) / 1000;
+    result.secondsToAllMedia = Math.round(seconds * 100) / 100;
+    result.sfuCpuCores = Math.round((cpu() - cpuBefore) / seconds * 1000) /
+      1000;
+    result.allConnected = true;
+    const reports = (await settings.pool.all<WindowReport>(
+      { op: "report" },
+      30_000,
+    )).flatMap((r) => r.peers);
+    const firstMedia = reports.filter((r) => r.key.includes("-burst-sub"))
+      .flatMap((r) =>
+        r.joinToFirstMediaMs === undefined ? [] : [r.joinToFirstMediaMs]
+      ).sort((a, b) => a - b);
+    if (firstMedia.length > 0) {
+      result.joinToFirstMediaMedianMs = Math.round(
+        firstMedia[(firstMedia.length - 1) >> 1],
+      );
+      result.joinToFirstMediaMaxMs = Math.round(firstMedia.at(-1)!);
+    }
+  } catch (error) {
+    result.reason = (error as Error).message;
+  }
+  settings.log(
+    result.allConnected
+      ? `  all ${count} had audio and video after ${result.secondsToAllMedia} s (join to first media: median ${result.joinToFirstMediaMedianMs} ms, slowest ${result.joinToFirstMediaMaxMs} ms), SFU ${
+        Math.round(result.sfuCpuCores * 100)
+      }% of a core meanwhile`
+      : `  not all connected: ${result.reason}`,
+  );
+  return result;
 }
 
 /** (b) P participants, each publishing audio + video and receiving all others. */

@@ -69,6 +69,7 @@ function joinOne(spec: PeerSpec, profile: MediaProfile): Promise<BenchPeer> {
 async function join(
   specs: PeerSpec[],
   profile: MediaProfile,
+  concurrency = JOIN_CONCURRENCY,
 ): Promise<JoinResult[]> {
   const results: JoinResult[] = [];
   let next = 0;
@@ -87,7 +88,7 @@ async function join(
       }
     }
   };
-  await Promise.all(Array.from({ length: JOIN_CONCURRENCY }, lane));
+  await Promise.all(Array.from({ length: concurrency }, lane));
   return results;
 }
 
@@ -124,7 +125,7 @@ async function handle(request: Request): Promise<unknown> {
         udpFallback: patches.udpFallbackReason ?? null,
       } satisfies GeneratorInfo;
     case "join":
-      return await join(request.peers, request.profile);
+      return await join(request.peers, request.profile, request.concurrency);
     case "progress":
       return [...peers].map(([key, peer]): PeerProgress => ({
         key,

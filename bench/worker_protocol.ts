@@ -31,7 +31,13 @@ export type PeerSpec =
 
 export type Request =
   | { op: "info" }
-  | { op: "join"; peers: PeerSpec[]; profile: MediaProfile }
+  | {
+    op: "join";
+    peers: PeerSpec[];
+    profile: MediaProfile;
+    /** Joins at once; default a few, all of them for a join burst. */
+    concurrency?: number;
+  }
   | { op: "progress" }
   | { op: "mark" }
   | { op: "report" }

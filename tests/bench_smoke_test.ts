@@ -38,6 +38,7 @@ async function runBench(out: string, tag: string) {
       RUN,
       "--subscribers=1,2",
       "--participants=2",
+      "--burst=3",
       "--workers=2",
       "--window=1",
       "--windows=1",
@@ -120,6 +121,16 @@ Deno.test("deno task bench runs end to end and reports every figure", async () =
         assert.equal(point.windows, 1, where);
       }
     }
+    assert.equal(result.joinBursts.length, 1);
+    const [burst] = result.joinBursts;
+    assert.equal(burst.sfu, "umbrella");
+    assert.equal(burst.subscribers, 3);
+    assert.equal(burst.allConnected, true, burst.reason ?? "");
+    assert.ok(burst.secondsToAllMedia! > 0);
+    assert.ok(burst.joinToFirstMediaMaxMs! >= burst.joinToFirstMediaMedianMs!);
+    assert.ok(burst.joinToFirstMediaMedianMs! > 0);
+    assert.ok(burst.sfuCpuCores > 0);
+
     const fanout = sweeps.get("fanout")!.points;
     assert.deepEqual(fanout.map((p) => p.x), [1, 2]);
     assert.equal(fanout[0].peers, 2, "a publisher and one subscriber");
@@ -205,6 +216,7 @@ Deno.test("the chart and summary say why a sweep has no points", () => {
       reason: "no trunk & no luck",
       points: [],
     }],
+    joinBursts: [],
     janusComparison: { unavailable: "janus is not installed" },
   } as unknown as BenchResult;
   const svg = renderSvg(result);
