@@ -4,6 +4,10 @@
 // media/srtp keeps one context per session (libcrypto through FFI where
 // allowed), see media/srtp/werift_srtp_patch.ts.
 //
+// STUN: with no STUN server configured, werift queries its built-in default
+// (stun.l.google.com) while gathering, and waits up to 5 s for it. Umbrella
+// sends nothing to outside hosts unless told to, so that default is removed.
+//
 // NACK handling: werift's receiver re-NACKs every missing packet every 5 ms and
 // its sender retransmits every listed packet every time, with no dedup or rate
 // limit and 16-bit comparisons without wrap-around: under load that grows
@@ -19,6 +23,7 @@ import type { Buffer } from "node:buffer";
 import type { Socket } from "node:dgram";
 import { isIP } from "node:net";
 import {
+  Connection,
   DtlsClient,
   DtlsSocket,
   GenericNack,
@@ -87,7 +92,33 @@ export function applyWeriftPatches(): PatchStatus {
 
   patchDtlsRetransmission();
   patchUdpSends(sendQueue, native);
+  patchDefaultStunServer();
   return applied;
+}
+
+/** Only a configured STUN server is ever used: werift fills in a public
+ * one (and resolves its name) when none is given. */
+function patchDefaultStunServer(): void {
+  // applyStunTurnServersFromOptions and these fields are not in werift's
+  // typings; the constructor and setIceServers both call the method.
+  const prototype = Connection.prototype as unknown as {
+    applyStunTurnServersFromOptions(this: ConnectionServers): void;
+  };
+  const apply = prototype.applyStunTurnServersFromOptions;
+  if (typeof apply !== "function") {
+    throw new Error(
+      "werift changed: Connection.prototype.applyStunTurnServersFromOptions is gone; media/werift_patches.ts needs updating",
+    );
+  }
+  prototype.applyStunTurnServersFromOptions = function (this) {
+    apply.call(this);
+    if (this.options.stunServer === undefined) this.stunServer = undefined;
+  };
+}
+
+interface ConnectionServers {
+  options: { stunServer?: [string, number] };
+  stunServer?: [string, number];
 }
 
 type Address = [string, number];

@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import type { Buffer } from "node:buffer";
+import dgram from "node:dgram";
+import dns from "node:dns";
+import { RTCPeerConnection, type RTCPeerConnectionConfig } from "werift";
+import { applyWeriftPatches } from "../media/werift_patches.ts";
 import {
   addPublicAddressCandidates,
   iceAddressConfig,
@@ -49,4 +54,75 @@ Deno.test("a public address is added as a reflexive candidate of each host candi
     "a=candidate:abcn 1 udp 2099249151 203.0.113.7 40000 typ srflx raddr 192.168.1.5 rport 40000 generation 0 ufrag x",
   ]);
   assert.equal(addPublicAddressCandidates(sdp, undefined), sdp);
+});
+
+/** Names werift resolves while `body` runs. */
+async function lookupsDuring(body: () => Promise<void>): Promise<string[]> {
+  const hosts: string[] = [];
+  const promises = dns.promises as { lookup: (...a: unknown[]) => unknown };
+  const callbacks = dns as unknown as { lookup: (...a: unknown[]) => unknown };
+  const [lookup, lookupCallback] = [promises.lookup, callbacks.lookup];
+  promises.lookup = (host, ...rest) => {
+    hosts.push(String(host));
+    return lookup.call(dns.promises, host, ...rest);
+  };
+  callbacks.lookup = (host, ...rest) => {
+    hosts.push(String(host));
+    return lookupCallback.call(dns, host, ...rest);
+  };
+  try {
+    await body();
+  } finally {
+    promises.lookup = lookup;
+    callbacks.lookup = lookupCallback;
+  }
+  return hosts;
+}
+
+async function gather(config: RTCPeerConnectionConfig): Promise<string> {
+  const pc = new RTCPeerConnection(config);
+  try {
+    pc.addTransceiver("audio", { direction: "sendonly" });
+    await pc.setLocalDescription(await pc.createOffer());
+    for (let i = 0; i < 100 && pc.iceGatheringState !== "complete"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(pc.iceGatheringState, "complete");
+    return pc.localDescription!.sdp;
+  } finally {
+    await pc.close();
+  }
+}
+
+Deno.test("with no STUN server configured, gathering asks no one (werift's public default is gone)", async () => {
+  applyWeriftPatches();
+  const network = { iceAddresses: ["127.0.0.1"], iceServers: [] };
+  let sdp = "";
+  const hosts = await lookupsDuring(async () => {
+    sdp = await gather(peerConnectionConfig(network, "send"));
+  });
+  assert.deepEqual(hosts, []);
+  assert.match(sdp, /typ host/);
+  assert.doesNotMatch(sdp, /typ srflx/);
+});
+
+Deno.test("a configured STUN server is still asked", async () => {
+  applyWeriftPatches();
+  const stun = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) =>
+    stun.bind(0, "127.0.0.1", () => resolve())
+  );
+  const requests: number[] = [];
+  // A STUN message starts with type 0x0001 (binding request).
+  stun.on("message", (data: Buffer) => requests.push(data.readUInt16BE(0)));
+  try {
+    const network = {
+      iceAddresses: ["127.0.0.1"],
+      iceServers: [{ urls: `stun:127.0.0.1:${stun.address().port}` }],
+    };
+    await gather(peerConnectionConfig(network, "send"));
+    assert.ok(requests.includes(0x0001), `requests: ${requests}`);
+  } finally {
+    stun.close();
+  }
 });
