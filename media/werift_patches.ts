@@ -4,6 +4,9 @@
 // media/srtp keeps one context per session (libcrypto through FFI where
 // allowed), see media/srtp/werift_srtp_patch.ts.
 //
+// DTLS key exchange: X25519 in native code instead of tweetnacl's
+// JavaScript (media/x25519.ts).
+//
 // STUN: with no STUN server configured, werift queries its built-in default
 // (stun.l.google.com) while gathering, and waits up to 5 s for it. Umbrella
 // sends nothing to outside hosts unless told to, so that default is removed.
@@ -41,6 +44,7 @@ import {
   NativeUdpSender,
 } from "./native_udp.ts";
 import { type SendQueue, sendQueue } from "./overload.ts";
+import { applyNativeX25519 } from "./x25519.ts";
 import {
   applyFastSrtp,
   FastSrtpSession,
@@ -93,6 +97,7 @@ export function applyWeriftPatches(): PatchStatus {
   patchDtlsRetransmission();
   patchUdpSends(sendQueue, native);
   patchDefaultStunServer();
+  applyNativeX25519();
   return applied;
 }
 
