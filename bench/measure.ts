@@ -80,8 +80,14 @@ export interface Point {
   lossPercent: number;
   /** Subscribed streams that delivered nothing in the window. */
   stalledStreams: number;
+  /** Over every subscriber, so it includes the load generators' own delay
+   * in serving dozens of peers each. */
   latencyP50Ms: number | null;
   latencyP99Ms: number | null;
+  /** The first subscriber's, alone in an idle process (fan-out and trunk
+   * sweeps): the SFU's added latency without the generators' share. */
+  probeLatencyP50Ms: number | null;
+  probeLatencyP99Ms: number | null;
   sfuRssBytes: number;
   /** SFU memory above its idle size, over all peers. */
   memoryPerPeerBytes: number;
@@ -193,6 +199,9 @@ export async function measurePoint(
     reports.flatMap((r) => r.peers).map((p) => [p.key, p]),
   );
   for (const report of reports) latency.addSparse(report.latency);
+  const probeLatency = new LatencyHistogram();
+  const probeReport = reports[pool.workers.indexOf(pool.probe)];
+  if (probeReport.peers.length > 0) probeLatency.addSparse(probeReport.latency);
 
   let expected = 0;
   let lost = 0;
@@ -296,6 +305,8 @@ export async function measurePoint(
     stalledStreams: stalled,
     latencyP50Ms: nullableRound(latency.quantile(0.5)),
     latencyP99Ms: nullableRound(latency.quantile(0.99)),
+    probeLatencyP50Ms: nullableRound(probeLatency.quantile(0.5)),
+    probeLatencyP99Ms: nullableRound(probeLatency.quantile(0.99)),
     sfuRssBytes: rss,
     memoryPerPeerBytes: peers > 0
       ? Math.round((rss - sfu.idleRssBytes) / peers)

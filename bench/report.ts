@@ -36,6 +36,8 @@ const METRICS: Metric[] = [
     values: (p) => [
       { label: "p50", value: p.latencyP50Ms },
       { label: "p99", value: p.latencyP99Ms },
+      { label: "probe p50", value: p.probeLatencyP50Ms ?? null },
+      { label: "probe p99", value: p.probeLatencyP99Ms ?? null },
     ],
   },
   {
@@ -340,6 +342,14 @@ const COLUMNS: Column[] = [
   ["loss%", 6, (p) => p.lossPercent],
   ["p50ms", 6, (p) => p.latencyP50Ms],
   ["p99ms", 7, (p) => p.latencyP99Ms],
+  [
+    "probe p50/p99",
+    13,
+    (p) =>
+      p.probeLatencyP50Ms === null || p.probeLatencyP50Ms === undefined
+        ? null
+        : `${p.probeLatencyP50Ms}/${p.probeLatencyP99Ms}`,
+  ],
   ["KiB/peer", 8, (p) => kib(p.memoryPerPeerBytes)],
   ["KiB/new", 7, (p) => kib(p.memoryPerAddedPeerBytes)],
   [
@@ -422,7 +432,9 @@ export function renderText(result: BenchResult): string {
           vs(row.sfuCpuMicrosPerDeliveredPacket, " µs/pkt")
         } (ratio ${row.cpuPerPacketRatio}), CPU ${
           vs(row.sfuCpuCores.map(percent), "%")
-        }, p50 ${vs(row.latencyP50Ms, " ms")}, loss ${
+        }, p50 ${vs(row.latencyP50Ms, " ms")}, probe p50/p99 ${
+          vs(row.probeLatencyP50Ms, " ms")
+        } / ${vs(row.probeLatencyP99Ms, " ms")}, loss ${
           vs(row.lossPercent, "%")
         }, ${vs(row.memoryPerPeerBytes.map(kib), " KiB")}/peer`,
       );

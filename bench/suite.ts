@@ -57,6 +57,9 @@ export interface ComparisonRow {
   lossPercent: [number, number];
   latencyP50Ms: [number | null, number | null];
   latencyP99Ms: [number | null, number | null];
+  /** The idle latency probe's (see Point). */
+  probeLatencyP50Ms: [number | null, number | null];
+  probeLatencyP99Ms: [number | null, number | null];
   memoryPerPeerBytes: [number, number];
   joinToFirstMediaMedianMs: [number | null, number | null];
   /** Umbrella's CPU per packet delivered to a subscriber over Janus's
@@ -169,6 +172,8 @@ export function compareWithJanus(
         lossPercent: [u.lossPercent, j.lossPercent],
         latencyP50Ms: [u.latencyP50Ms, j.latencyP50Ms],
         latencyP99Ms: [u.latencyP99Ms, j.latencyP99Ms],
+        probeLatencyP50Ms: [u.probeLatencyP50Ms, j.probeLatencyP50Ms],
+        probeLatencyP99Ms: [u.probeLatencyP99Ms, j.probeLatencyP99Ms],
         memoryPerPeerBytes: [u.memoryPerPeerBytes, j.memoryPerPeerBytes],
         joinToFirstMediaMedianMs: [
           u.joinToFirstMediaMedianMs,

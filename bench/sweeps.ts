@@ -9,7 +9,7 @@ import {
   type SfuUnderTest,
   stopReason,
 } from "./measure.ts";
-import type { WorkerPool } from "./worker_pool.ts";
+import type { Worker, WorkerPool } from "./worker_pool.ts";
 import type {
   JoinResult,
   PeerProgress,
@@ -63,14 +63,26 @@ function joinTimeout(settings: SweepSettings, peers: number): number {
 }
 
 /** Joins peers spread over the generators; throws if any fails. */
+/** A peer to join: on the generator for its index, or on a given one. */
+interface JoinSpec {
+  spec: PeerSpec;
+  index: number;
+  worker?: Worker;
+}
+
+const workerOf = (settings: SweepSettings, { index, worker }: JoinSpec) =>
+  worker ?? settings.pool.of(index);
+
 async function join(
   settings: SweepSettings,
-  specs: { spec: PeerSpec; index: number }[],
+  specs: JoinSpec[],
   concurrency?: number,
 ): Promise<Map<string, JoinResult>> {
   const { pool, profile } = settings;
   const byWorker = new Map(pool.workers.map((w) => [w, [] as PeerSpec[]]));
-  for (const { spec, index } of specs) byWorker.get(pool.of(index))!.push(spec);
+  for (const spec of specs) {
+    byWorker.get(workerOf(settings, spec))!.push(spec.spec);
+  }
   const timeout = joinTimeout(settings, specs.length);
   const results = (await Promise.all(
     [...byWorker].filter(([, s]) => s.length > 0).map(([worker, peers]) =>
@@ -121,9 +133,13 @@ async function waitForMedia(
 }
 
 function describe(point: Point, unit: string): string {
-  const latency = point.latencyP50Ms === null
-    ? "-"
-    : `${point.latencyP50Ms}/${point.latencyP99Ms} ms`;
+  const latency =
+    (point.latencyP50Ms === null
+      ? "-"
+      : `${point.latencyP50Ms}/${point.latencyP99Ms} ms`) +
+    (point.probeLatencyP50Ms === null
+      ? ""
+      : ` (probe ${point.probeLatencyP50Ms}/${point.probeLatencyP99Ms} ms)`);
   return `${point.x} ${unit}: ${point.forwardedPacketsPerSecond} pkt/s, ${point.forwardedMbitPerSecond} Mbit/s, SFU ${
     Math.round(point.sfuCpuCores * 100)
   }% = ${point.sfuCpuMicrosPerPacket} µs/pkt, loss ${point.lossPercent}%, latency p50/p99 ${latency}, ${
@@ -346,21 +362,23 @@ export async function fanoutSweep(
           joinedAt: k,
         });
       }
-      const specs = [];
+      const specs: JoinSpec[] = [];
       for (; joined < k; joined++) {
         const key = `${target.sfu}-${target.sweep}-sub${joined}`;
-        // Subscribers start on the generator after the publisher's.
+        // The first subscriber is the latency probe, alone in its process;
+        // the others start on the generator after the publisher's.
         specs.push({
           spec: target.subscriber(key, publisher),
           index: joined + 1,
+          worker: joined === 0 ? settings.pool.probe : undefined,
         });
       }
       await join(settings, specs);
       return [
         ...added,
-        ...specs.map(({ spec, index }) => ({
-          key: spec.key,
-          worker: settings.pool.of(index),
+        ...specs.map((spec) => ({
+          key: spec.spec.key,
+          worker: workerOf(settings, spec),
           expectTags: [tag, tag + 1],
           joinedAt: k,
         })),

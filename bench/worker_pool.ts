@@ -100,15 +100,23 @@ export class Worker {
 }
 
 export class WorkerPool {
+  /** Every generator process: the load generators, then the probe. */
   readonly workers: Worker[];
+  /** A process with a single subscriber, the latency probe: its receive
+   * loop is idle, so its latency is the SFU's (and the kernel's), not that
+   * of a generator busy with dozens of peers. */
+  readonly probe: Worker;
+  readonly #load: number;
 
   constructor(count: number) {
-    this.workers = Array.from({ length: count }, (_, i) => new Worker(i));
+    this.#load = count;
+    this.workers = Array.from({ length: count + 1 }, (_, i) => new Worker(i));
+    this.probe = this.workers[count];
   }
 
-  /** The worker that hosts the peer with this global index. */
+  /** The load generator that hosts the peer with this global index. */
   of(peerIndex: number): Worker {
-    return this.workers[peerIndex % this.workers.length];
+    return this.workers[peerIndex % this.#load];
   }
 
   all<T>(request: Request, timeoutMs: number): Promise<T[]> {

@@ -114,6 +114,12 @@ Deno.test("deno task bench runs end to end and reports every figure", async () =
         assert.ok(point.lossPercent >= 0 && point.lossPercent <= 100, where);
         assert.ok(point.latencyP50Ms !== null && point.latencyP50Ms > 0, where);
         assert.ok(point.latencyP99Ms! >= point.latencyP50Ms, where);
+        if (sweep.sweep === "meeting") {
+          assert.equal(point.probeLatencyP50Ms, null, where);
+        } else {
+          assert.ok(point.probeLatencyP50Ms! > 0, `${where}: probe latency`);
+          assert.ok(point.probeLatencyP99Ms! >= point.probeLatencyP50Ms!);
+        }
         assert.ok(point.sfuRssBytes > 0, where);
         assert.ok(point.joinToFirstMediaMedianMs! > 0, where);
         assert.equal(point.corruptStreams, 0, where);
