@@ -5,9 +5,10 @@ import { VERSION } from "../server/version.ts";
 import { type MediaProfile, videoPacketsPerSecond } from "./media_source.ts";
 import type { SfuUnderTest } from "./measure.ts";
 import { initClockTicks, type MachineInfo, machineInfo } from "./proc.ts";
-import { janusVersion, startJanus } from "./janus.ts";
+import { type JanusProcess, janusVersion, startJanus } from "./janus.ts";
 import {
   fanoutSweep,
+  type FanoutTarget,
   idleRss,
   janusFanout,
   joinBurst,
@@ -403,13 +404,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
     let sweep: SweepResult;
     try {
-      await new Promise((r) => setTimeout(r, 1000));
       sweep = await fanoutSweep(
         settingsFor("janus"),
-        janusFanout(server, {
-          processes: [{ label: "janus", pid: server.pid }],
-          idleRssBytes: idleRss([server.pid]),
-        }),
+        await janusUnderTest(server),
         options.subscriberCounts,
       );
     } finally {
@@ -421,6 +418,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       return { unavailable: `Janus measured no point: ${sweep.reason}` };
     }
     return compareWithJanus(fanout, sweep);
+  }
+
+  /** Janus as a fan-out target, once it has settled after start-up. */
+  async function janusUnderTest(server: JanusProcess): Promise<FanoutTarget> {
+    await new Promise((r) => setTimeout(r, 1000));
+    return janusFanout(server, {
+      processes: [{ label: "janus", pid: server.pid }],
+      idleRssBytes: idleRss([server.pid]),
+    });
   }
 
   /** (d) A burst of joins on a fresh Umbrella, and on Janus if compared. */
@@ -445,14 +451,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ) return;
     const server = await startJanus(options.janusMediaAddress);
     try {
-      await new Promise((r) => setTimeout(r, 1000));
       result.joinBursts.push(
         await joinBurst(
           settingsFor("joins"),
-          janusFanout(server, {
-            processes: [{ label: "janus", pid: server.pid }],
-            idleRssBytes: idleRss([server.pid]),
-          }),
+          await janusUnderTest(server),
           options.burstSize,
         ),
       );
