@@ -18,11 +18,10 @@
 // NACKs publishers once per lost packet (media/nack_generator.ts), so both of
 // werift's paths are switched off here while "nack" stays negotiated in SDP.
 //
-// UDP: sends go straight to the kernel through FFI where allowed
+// UDP sends: straight to the kernel through FFI where allowed
 // (media/native_udp.ts), RTP without werift's per-packet promises; else
 // through node:dgram, with media datagrams counted from send until its
 // callback and dropped beyond the send queue's cap (media/overload.ts).
-// Receives stay with node:dgram, allocating 16 KiB per datagram, not 64.
 import type { Buffer } from "node:buffer";
 import type { Socket } from "node:dgram";
 import { isIP } from "node:net";
