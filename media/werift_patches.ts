@@ -137,9 +137,6 @@ interface PatchedUdpTransport {
 
 /** Every send is already complete from its caller's point of view. */
 const SENT = Promise.resolve();
-// node:dgram reports a failed send to its callback, if there is one, and
-// UDP carries on: there is nothing to do about one lost datagram.
-const ignoreResult = () => {};
 
 /** RFC 7983: first bytes 128-191 are RTP or RTCP; the rest (STUN, DTLS) is
  * connection upkeep, rare, small and never dropped. */
@@ -176,20 +173,56 @@ function patchUdpSends(queue: SendQueue, native: NativeUdp): void {
   };
 }
 
+interface Waiting {
+  data: Buffer;
+  port: number | undefined;
+  host: string | undefined;
+  counted: boolean;
+}
+
 function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
   const socket = transport.socket;
   const sendToHostName = transport.send;
   let inFlight = 0;
   let checkedIp = "";
+  // Deno 2.9's node:dgram sends what one turn queued on a socket in reverse
+  // order, so each datagram waits for the previous one's callback here.
+  let busy = false;
+  const waiting: Waiting[] = [];
   const sent = () => {
     // After close the remainder is already released.
     if (inFlight === 0) return;
     inFlight--;
     queue.release(1);
   };
+  const start = ({ data, port, host, counted }: Waiting) => {
+    busy = true;
+    try {
+      // A failed send is reported here too; UDP carries on regardless.
+      socket.send(data, port, host, () => {
+        if (counted) sent();
+        next();
+      });
+    } catch (error) {
+      busy = false;
+      if (counted) sent();
+      throw error;
+    }
+  };
+  const next = () => {
+    busy = false;
+    const item = waiting.shift();
+    if (item === undefined) return;
+    try {
+      start(item);
+    } catch {
+      // The socket closed: what still waits is released with it.
+    }
+  };
   socket.once("close", () => {
     queue.release(inFlight);
     inFlight = 0;
+    waiting.length = 0;
   });
   transport.send = (data, addr) => {
     if (addr !== undefined && addr[0] !== checkedIp) {
@@ -208,10 +241,14 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
       if (!queue.acquire()) return SENT;
       inFlight++;
     }
+    const item = { data, port, host, counted };
+    if (busy) {
+      waiting.push(item);
+      return SENT;
+    }
     try {
-      socket.send(data, port, host, counted ? sent : ignoreResult);
+      start(item);
     } catch (error) {
-      if (counted) sent();
       return Promise.reject(error);
     }
     return SENT;

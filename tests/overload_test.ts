@@ -581,6 +581,39 @@ Deno.test("on node:dgram, UDP sends are counted until sent, dropped beyond the c
   }
 });
 
+Deno.test("on node:dgram, a burst from one turn leaves in order", async () => {
+  applyWeriftPatches();
+  const receiver = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) =>
+    receiver.bind(0, "127.0.0.1", () => resolve())
+  );
+  const order: number[] = [];
+  receiver.on("message", (data: Buffer) => order.push(data[1]));
+  const to: [string, number] = ["127.0.0.1", receiver.address().port];
+  const transport = await UdpTransport.init(
+    "udp4",
+    {
+      interfaceAddresses: { udp4: "127.0.0.1" },
+    } as Parameters<typeof UdpTransport.init>[1],
+  );
+  const patched = transport as unknown as { nativeSender?: { close(): void } };
+  patched.nativeSender?.close();
+  patched.nativeSender = undefined;
+  try {
+    // Deno 2.9's node:dgram alone would deliver these 9, 8, ..., 0.
+    for (let i = 0; i < 10; i++) {
+      const media = Buffer.alloc(100, 0x80);
+      media[1] = i;
+      transport.send(media, to);
+    }
+    await waitFor("the burst", () => order.length === 10, 5000);
+    assert.deepEqual(order, [...Array(10).keys()]);
+  } finally {
+    receiver.close();
+    await transport.close();
+  }
+});
+
 // ---- a real server at capacity ----
 
 Deno.test("at capacity (node:dgram sends) a new participant is refused with the reason while an existing one keeps receiving", async () => {
