@@ -78,6 +78,9 @@ export interface Point {
   /** CPU milliseconds per forwarded megabit (= cores per Gbit/s). */
   sfuCpuMillisPerMbit: number;
   lossPercent: number;
+  /** Packets the SFU chose not to send to shed load (overload protection),
+   * per second; null for an SFU that does not count them (Janus). */
+  packetsShedPerSecond: number | null;
   /** Subscribed streams that delivered nothing in the window. */
   stalledStreams: number;
   /** Over every subscriber, so it includes the load generators' own delay
@@ -302,6 +305,10 @@ export async function measurePoint(
     sfuCpuMicrosPerDeliveredPacket: perDelivered,
     sfuCpuMillisPerMbit: megabits > 0 ? round(cpu * 1000 / megabits, 2) : 0,
     lossPercent: expected > 0 ? round(lost / expected * 100, 3) : 0,
+    packetsShedPerSecond: forwardedStart?.shed !== undefined &&
+        forwardedEnd?.shed !== undefined
+      ? Math.round((forwardedEnd.shed - forwardedStart.shed) / sfuSeconds)
+      : null,
     stalledStreams: stalled,
     latencyP50Ms: nullableRound(latency.quantile(0.5)),
     latencyP99Ms: nullableRound(latency.quantile(0.99)),

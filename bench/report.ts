@@ -340,6 +340,7 @@ const COLUMNS: Column[] = [
   ["µs/dlvd", 7, (p) => p.sfuCpuMicrosPerDeliveredPacket],
   ["ms/Mbit", 7, (p) => p.sfuCpuMillisPerMbit],
   ["loss%", 6, (p) => p.lossPercent],
+  ["shed/s", 6, (p) => p.packetsShedPerSecond ?? null],
   ["p50ms", 6, (p) => p.latencyP50Ms],
   ["p99ms", 7, (p) => p.latencyP99Ms],
   [

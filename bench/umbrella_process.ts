@@ -11,6 +11,8 @@ const LOG_TAIL_LINES = 40;
 export interface Forwarded {
   packets: number;
   bytes: number;
+  /** Packets not sent to shed load (media/overload.ts), where counted. */
+  shed?: number;
 }
 
 export interface UmbrellaProcess {
@@ -105,11 +107,12 @@ export async function startUmbrella(
     startupLog,
     inspector,
     async forwarded() {
-      // One scrape for both, so packets and bytes describe the same instant.
+      // One scrape for all, so the counters describe the same instant.
       const metrics = await scrape();
       return {
         packets: metrics.get("umbrella_packets_out_total") ?? 0,
         bytes: metrics.get("umbrella_bytes_out_total") ?? 0,
+        shed: metrics.get("umbrella_packets_shed_total") ?? 0,
       };
     },
     metrics: scrape,

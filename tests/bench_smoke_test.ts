@@ -112,6 +112,7 @@ Deno.test("deno task bench runs end to end and reports every figure", async () =
         assert.ok(point.sfuCpuMicrosPerDeliveredPacket > 0, where);
         assert.ok(point.sfuCpuMillisPerMbit > 0, where);
         assert.ok(point.lossPercent >= 0 && point.lossPercent <= 100, where);
+        assert.equal(point.packetsShedPerSecond, 0, `${where}: nothing shed`);
         assert.ok(point.latencyP50Ms !== null && point.latencyP50Ms > 0, where);
         assert.ok(point.latencyP99Ms! >= point.latencyP50Ms, where);
         if (sweep.sweep === "meeting") {
