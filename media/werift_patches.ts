@@ -195,7 +195,12 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     inFlight--;
     queue.release(1);
   };
-  const start = ({ data, port, host, counted }: Waiting) => {
+  const start = (
+    data: Buffer,
+    port: number | undefined,
+    host: string | undefined,
+    counted: boolean,
+  ) => {
     busy = true;
     try {
       // A failed send is reported here too; UDP carries on regardless.
@@ -214,7 +219,7 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     const item = waiting.shift();
     if (item === undefined) return;
     try {
-      start(item);
+      start(item.data, item.port, item.host, item.counted);
     } catch {
       // The socket closed: what still waits is released with it.
     }
@@ -241,13 +246,12 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
       if (!queue.acquire()) return SENT;
       inFlight++;
     }
-    const item = { data, port, host, counted };
     if (busy) {
-      waiting.push(item);
+      waiting.push({ data, port, host, counted });
       return SENT;
     }
     try {
-      start(item);
+      start(data, port, host, counted);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -6,70 +6,15 @@ import {
   PictureLossIndication,
   RtcpPayloadSpecificFeedback,
   RtcpTransportLayerFeedback,
-  type RtpHeader,
 } from "werift";
-import { Consumer, type RtpOutput } from "../media/consumer.ts";
+import { Consumer } from "../media/consumer.ts";
 import { Router, type RouterPeer } from "../media/router.ts";
-import { Track, type TrackDescription } from "../media/track.ts";
-
-const description = (
-  kind: "audio" | "video",
-  id = `t-${kind}`,
-): TrackDescription => ({
-  id,
-  kind,
-  mimeType: kind === "video" ? "video/VP8" : "audio/opus",
-  fmtp: "",
-  clockRate: kind === "video" ? 90000 : 48000,
-  channels: kind === "video" ? 0 : 2,
-  participantId: "alice",
-  participantName: "Alice",
-  site: "home",
-  originNodeId: "n1",
-  path: ["n1"],
-  source: "participant",
-  label: "",
-  muted: false,
-});
-
-class FakeUpstream {
-  keyframeRequests = 0;
-  nacks: number[][] = [];
-  demand: boolean[] = [];
-  requestKeyframe() {
-    this.keyframeRequests++;
-  }
-  sendNack(lost: number[]) {
-    this.nacks.push(lost);
-  }
-  setDemand(wanted: boolean) {
-    this.demand.push(wanted);
-  }
-}
-
-interface Sent {
-  seq: number;
-  ts: number;
-  ssrc: number;
-  pt: number;
-  marker: boolean;
-  payload: Uint8Array;
-}
-
-class FakeOutput implements RtpOutput {
-  ready = true;
-  sent: Sent[] = [];
-  sendRtp(payload: Uint8Array, header: RtpHeader) {
-    this.sent.push({
-      seq: header.sequenceNumber,
-      ts: header.timestamp,
-      ssrc: header.ssrc,
-      pt: header.payloadType,
-      marker: header.marker,
-      payload,
-    });
-  }
-}
+import { Track } from "../media/track.ts";
+import {
+  FakeOutput,
+  FakeUpstream,
+  trackDescription as description,
+} from "./support/router_fakes.ts";
 
 const VP8_KEY = Uint8Array.from([0x10, 0x10, 0, 0, 1, 2, 3]);
 const VP8_DELTA = Uint8Array.from([0x10, 0x11, 0, 0, 4, 5, 6]);

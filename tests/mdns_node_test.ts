@@ -14,7 +14,7 @@ import {
   trunks,
   waitForServerEntry,
 } from "./support/cluster.ts";
-import { playScenario, runScenarioInNetns } from "./support/netns.ts";
+import { digMdns, playScenario, runScenarioInNetns } from "./support/netns.ts";
 import { startServer } from "./support/server.ts";
 
 /** How long a name nobody answers for is asked about. */
@@ -61,24 +61,6 @@ function answering(logs: Record<string, unknown>[], name: string): boolean {
   );
 }
 
-async function dig(name: string): Promise<string> {
-  // dig (BIND 9.18) cannot take a reply to a query sent to the group (see
-  // mdns_test.ts); asked directly it is a legacy unicast client.
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command("dig", {
-      args: ["@127.0.0.1", "-p", "5353", "+time=2", "+tries=2", name, "A"],
-    }).output();
-  } catch (error) {
-    throw new Error(
-      `dig is needed for this test: apt-get install -y dnsutils (${error})`,
-    );
-  }
-  const text = new TextDecoder().decode(output.stdout);
-  assert.equal(output.code, 0, text);
-  return text;
-}
-
 const scenarios: Record<string, () => Promise<void>> = {
   async responder() {
     const name = localName();
@@ -100,7 +82,7 @@ const scenarios: Record<string, () => Promise<void>> = {
         assert.equal(await resolveMdns(name), "127.0.0.1");
         assert.equal(await resolveMdns(name.toUpperCase()), "127.0.0.1");
         assert.match(
-          await dig(name),
+          await digMdns(name),
           new RegExp(
             `^${
               name.replaceAll(".", "\\.")

@@ -21,7 +21,7 @@ import {
   sameDnsName,
 } from "../server/dns_message.ts";
 import { MdnsResponder, planMdnsReply, resolveMdns } from "../server/mdns.ts";
-import { playScenario, runScenarioInNetns } from "./support/netns.ts";
+import { digMdns, playScenario, runScenarioInNetns } from "./support/netns.ts";
 
 const DNS_TYPE_PTR = 12;
 const DNS_CLASS_CH = 3;
@@ -670,21 +670,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       addresses: () => ["127.0.0.1"],
     });
     try {
-      // dig (BIND 9.18) connects its socket to the server address, so it
-      // cannot take a reply to a query sent to the multicast group; asked
-      // directly, it is a legacy unicast client like any DNS stub.
-      let output: Deno.CommandOutput;
-      try {
-        output = await new Deno.Command("dig", {
-          args: ["@127.0.0.1", "-p", "5353", "+time=2", "+tries=2", HOST, "A"],
-        }).output();
-      } catch (error) {
-        throw new Error(
-          `dig is needed for this test: apt-get install -y dnsutils (${error})`,
-        );
-      }
-      const text = new TextDecoder().decode(output.stdout);
-      assert.equal(output.code, 0, text);
+      const text = await digMdns(HOST);
       assert.match(text, /status: NOERROR/);
       assert.match(
         text,

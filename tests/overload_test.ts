@@ -5,13 +5,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
-import {
-  RtcpReceiverInfo,
-  RtcpRrPacket,
-  type RtpHeader,
-  UdpTransport,
-} from "werift";
-import { Consumer, type RtpOutput } from "../media/consumer.ts";
+import { RtcpReceiverInfo, RtcpRrPacket, UdpTransport } from "werift";
+import { Consumer } from "../media/consumer.ts";
 import {
   type Admission,
   DEFAULT_MAX_PENDING_SENDS,
@@ -27,7 +22,7 @@ import {
   VideoShedding,
 } from "../media/overload.ts";
 import { Router } from "../media/router.ts";
-import { Track, type TrackDescription } from "../media/track.ts";
+import { Track } from "../media/track.ts";
 import { TrunkRouting } from "../media/trunk_routing.ts";
 import { applyWeriftPatches } from "../media/werift_patches.ts";
 import { decodeEnvelope, encodeEnvelope } from "../proto/codec.ts";
@@ -38,6 +33,11 @@ import {
   type SignalChannel,
   SignallingSession,
 } from "../server/session.ts";
+import {
+  FakeOutput,
+  FakeUpstream,
+  trackDescription,
+} from "./support/router_fakes.ts";
 import { metric, startServer } from "./support/server.ts";
 import { waitFor, WeriftClient } from "./support/werift_client.ts";
 
@@ -256,39 +256,6 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
 
 // ---- a subscription being shed ----
 
-const description = (kind: "audio" | "video"): TrackDescription => ({
-  id: `t-${kind}`,
-  kind,
-  mimeType: kind === "video" ? "video/VP8" : "audio/opus",
-  fmtp: "",
-  clockRate: kind === "video" ? 90000 : 48000,
-  channels: kind === "video" ? 0 : 2,
-  participantId: "alice",
-  participantName: "Alice",
-  site: "home",
-  originNodeId: "n1",
-  path: ["n1"],
-  source: "participant",
-  label: "",
-  muted: false,
-});
-
-class Upstream {
-  keyframeRequests = 0;
-  requestKeyframe() {
-    this.keyframeRequests++;
-  }
-  sendNack() {}
-}
-
-class Output implements RtpOutput {
-  ready = true;
-  sent: number[] = [];
-  sendRtp(_payload: Uint8Array, header: RtpHeader) {
-    this.sent.push(header.sequenceNumber);
-  }
-}
-
 const VP8_KEY = Uint8Array.from([0x10, 0x10, 0, 0, 1, 2, 3]);
 const VP8_DELTA = Uint8Array.from([0x10, 0x11, 0, 0, 4, 5, 6]);
 const SECOND = 1000;
@@ -298,7 +265,7 @@ function subscribe(
   subscriberId: string,
   shedding: VideoShedding,
 ) {
-  const output = new Output();
+  const output = new FakeOutput();
   const consumer = new Consumer(track, subscriberId, shedding);
   track.addConsumer(consumer);
   consumer.activate(output, 0x1234, 97);
@@ -313,17 +280,17 @@ const receiverReport = (ssrc: number, fractionLost: number) =>
 
 Deno.test("a paused video subscription resumes at a keyframe with no gap in its sequence numbers", () => {
   const shedding = new VideoShedding();
-  const upstream = new Upstream();
-  const track = new Track(description("video"), "alice", upstream);
+  const upstream = new FakeUpstream();
+  const track = new Track(trackDescription("video"), "alice", upstream);
   const { output } = subscribe(track, "bob", shedding);
   track.receive(100, 0, true, 96, VP8_KEY, 0);
   track.receive(101, 3000, true, 96, VP8_DELTA, 33);
-  assert.deepEqual(output.sent, [100, 101]);
+  assert.deepEqual(output.seqs, [100, 101]);
 
   shedding.shed(1);
   track.receive(102, 6000, true, 96, VP8_DELTA, 66);
   track.receive(103, 9000, true, 96, VP8_KEY, 99);
-  assert.deepEqual(output.sent, [100, 101], "nothing while paused");
+  assert.deepEqual(output.seqs, [100, 101], "nothing while paused");
   assert.equal(shedding.packetsShed, 2);
   const requestsBefore = upstream.keyframeRequests;
 
@@ -335,11 +302,11 @@ Deno.test("a paused video subscription resumes at a keyframe with no gap in its 
     "resuming asks for a keyframe",
   );
   track.receive(105, 15000, true, 96, VP8_DELTA, 10 * SECOND + 33);
-  assert.deepEqual(output.sent, [100, 101], "no delta frame before it");
+  assert.deepEqual(output.seqs, [100, 101], "no delta frame before it");
   track.receive(106, 18000, true, 96, VP8_KEY, 10 * SECOND + 66);
   track.receive(107, 21000, true, 96, VP8_DELTA, 10 * SECOND + 99);
   assert.deepEqual(
-    output.sent,
+    output.seqs,
     [100, 101, 102, 103],
     "the stream continues where it stopped, so there is nothing to NACK",
   );
@@ -349,15 +316,23 @@ Deno.test("a paused video subscription resumes at a keyframe with no gap in its 
 Deno.test("audio is never paused, and neither is a protected subscriber's video", () => {
   const shedding = new VideoShedding();
   shedding.protect("trunk");
-  const audio = new Track(description("audio"), "alice", new Upstream());
-  const video = new Track(description("video"), "alice", new Upstream());
+  const audio = new Track(
+    trackDescription("audio"),
+    "alice",
+    new FakeUpstream(),
+  );
+  const video = new Track(
+    trackDescription("video"),
+    "alice",
+    new FakeUpstream(),
+  );
   const listener = subscribe(audio, "bob", shedding);
   const trunk = subscribe(video, "trunk", shedding);
   shedding.shed(1);
   audio.receive(1, 960, false, 111, Uint8Array.of(1), 0);
   video.receive(1, 0, true, 96, VP8_KEY, 0);
-  assert.deepEqual(listener.output.sent, [1]);
-  assert.deepEqual(trunk.output.sent, [1]);
+  assert.deepEqual(listener.output.seqs, [1]);
+  assert.deepEqual(trunk.output.seqs, [1]);
   assert.equal(shedding.packetsShed, 0);
   audio.close();
   video.close();
@@ -365,7 +340,11 @@ Deno.test("audio is never paused, and neither is a protected subscriber's video"
 
 Deno.test("the subscriber that reports loss is shed before one that does not", () => {
   const shedding = new VideoShedding();
-  const track = new Track(description("video"), "alice", new Upstream());
+  const track = new Track(
+    trackDescription("video"),
+    "alice",
+    new FakeUpstream(),
+  );
   const lossy = subscribe(track, "lossy", shedding);
   const fine = subscribe(track, "fine", shedding);
   // Tie-breaks differ by subscriber; the loss must outweigh them.
@@ -373,14 +352,14 @@ Deno.test("the subscriber that reports loss is shed before one that does not", (
   fine.consumer.handleRtcp(receiverReport(0x1234, 0), 0);
   shedding.shed(1 / SHED_STEPS);
   track.receive(1, 0, true, 96, VP8_KEY, 0);
-  assert.deepEqual(lossy.output.sent, [], "the lossy one is paused");
-  assert.deepEqual(fine.output.sent, [1]);
+  assert.deepEqual(lossy.output.seqs, [], "the lossy one is paused");
+  assert.deepEqual(fine.output.seqs, [1]);
   // A paused stream reports no loss; it must not jump the queue back.
   lossy.consumer.handleRtcp(receiverReport(0x1234, 0), SECOND);
   shedding.shed(1 / SHED_STEPS);
   track.receive(2, 3000, true, 96, VP8_DELTA, 33);
-  assert.deepEqual(lossy.output.sent, []);
-  assert.deepEqual(fine.output.sent, [1, 2]);
+  assert.deepEqual(lossy.output.seqs, []);
+  assert.deepEqual(fine.output.seqs, [1, 2]);
   track.close();
   shedding.shed(1);
   assert.equal(shedding.paused, 0, "closed subscriptions leave the ranks");
@@ -489,84 +468,87 @@ Deno.test("--max-pending-sends is read from flag, environment and file, and chec
 
 // ---- werift's UDP sends, on loopback ----
 
-Deno.test("werift's UDP sends go straight to the kernel where FFI allows: nothing waits", async () => {
-  assert.equal(applyWeriftPatches().udpFallbackReason, undefined);
-  const receiver = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) =>
-    receiver.bind(0, "127.0.0.1", () => resolve())
-  );
-  const payloads: number[] = [];
-  receiver.on("message", (data: Buffer) => payloads.push(data[1]));
-  const to: [string, number] = ["127.0.0.1", receiver.address().port];
-  const transport = await UdpTransport.init(
-    "udp4",
-    {
-      interfaceAddresses: { udp4: "127.0.0.1" },
-    } as Parameters<typeof UdpTransport.init>[1],
-  );
-  const pending = sendQueue.pending;
-  try {
-    for (let i = 0; i < 20; i++) {
-      const media = Buffer.alloc(100, 0x80);
-      media[1] = i;
-      await transport.send(media, to);
-    }
-    assert.equal(sendQueue.pending, pending, "no send waits for the loop");
-    await waitFor(
-      "the datagrams to arrive",
-      () => payloads.length === 20,
-      5000,
-    );
-    assert.deepEqual(payloads, [...Array(20).keys()], "in order, unchanged");
-    const patched = transport as unknown as { nativeSender?: unknown };
-    assert.ok(patched.nativeSender, "sends went through a native sender");
-    await transport.close();
-    assert.equal(patched.nativeSender, undefined, "closed with its socket");
-  } finally {
-    receiver.close();
-    if (!transport.closed) await transport.close();
-  }
-});
-
-Deno.test("on node:dgram, UDP sends are counted until sent, dropped beyond the cap, and released on close", async () => {
+/** A patched werift UDP transport and a loopback receiver that records each
+ * datagram's second byte; without `native` it sends through node:dgram, as
+ * it does without FFI. */
+async function loopbackTransport(native: boolean) {
   applyWeriftPatches();
   const receiver = dgram.createSocket("udp4");
   await new Promise<void>((resolve) =>
     receiver.bind(0, "127.0.0.1", () => resolve())
   );
-  let received = 0;
-  receiver.on("message", () => received++);
-  const to: [string, number] = ["127.0.0.1", receiver.address().port];
+  const marks: number[] = [];
+  receiver.on("message", (data: Buffer) => marks.push(data[1]));
   const transport = await UdpTransport.init(
     "udp4",
     {
       interfaceAddresses: { udp4: "127.0.0.1" },
     } as Parameters<typeof UdpTransport.init>[1],
   );
-  // As without FFI: this transport has no native sender.
   const patched = transport as unknown as { nativeSender?: { close(): void } };
-  patched.nativeSender?.close();
-  patched.nativeSender = undefined;
+  if (!native) {
+    patched.nativeSender?.close();
+    patched.nativeSender = undefined;
+  }
+  return {
+    transport,
+    patched,
+    marks,
+    to: ["127.0.0.1", receiver.address().port] as [string, number],
+    async close() {
+      receiver.close();
+      if (!transport.closed) await transport.close();
+    },
+  };
+}
+
+/** An RTP-looking datagram (first byte 0x80) marked with `mark`. */
+function media(mark = 0): Buffer {
+  const data = Buffer.alloc(100, 0x80);
+  data[1] = mark;
+  return data;
+}
+
+Deno.test("werift's UDP sends go straight to the kernel where FFI allows: nothing waits", async () => {
+  assert.equal(applyWeriftPatches().udpFallbackReason, undefined);
+  const { transport, patched, marks, to, close } = await loopbackTransport(
+    true,
+  );
+  const pending = sendQueue.pending;
+  try {
+    for (let i = 0; i < 20; i++) await transport.send(media(i), to);
+    assert.equal(sendQueue.pending, pending, "no send waits for the loop");
+    await waitFor("the datagrams to arrive", () => marks.length === 20, 5000);
+    assert.deepEqual(marks, [...Array(20).keys()], "in order, unchanged");
+    assert.ok(patched.nativeSender, "sends went through a native sender");
+    await transport.close();
+    assert.equal(patched.nativeSender, undefined, "closed with its socket");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("on node:dgram, UDP sends are counted until sent, dropped beyond the cap, and released on close", async () => {
+  const { transport, marks, to, close } = await loopbackTransport(false);
   const limit = sendQueue.limit;
   const dropped = sendQueue.dropped;
   const pending = sendQueue.pending;
   try {
     sendQueue.limit = pending + 5;
-    const media = Buffer.alloc(100, 0x80); // an RTP first byte
     const stun = Buffer.alloc(20, 0);
     // Sends complete on a later turn of the event loop, so a burst in one
     // turn queues up.
-    for (let i = 0; i < 12; i++) await transport.send(media, to);
+    for (let i = 0; i < 12; i++) await transport.send(media(), to);
     assert.equal(sendQueue.pending, pending + 5);
     assert.equal(sendQueue.dropped, dropped + 7);
     await transport.send(stun, to);
     assert.equal(sendQueue.dropped, dropped + 7, "upkeep is never dropped");
     await waitFor(
       "the queued datagrams to be sent and received",
-      () => sendQueue.pending === pending && received === 6,
+      () => sendQueue.pending === pending && marks.length === 6,
       5000,
     );
-    for (let i = 0; i < 3; i++) await transport.send(media, to);
+    for (let i = 0; i < 3; i++) await transport.send(media(), to);
     assert.equal(sendQueue.pending, pending + 3);
     await transport.close();
     assert.equal(
@@ -576,41 +558,19 @@ Deno.test("on node:dgram, UDP sends are counted until sent, dropped beyond the c
     );
   } finally {
     sendQueue.limit = limit;
-    receiver.close();
-    if (!transport.closed) await transport.close();
+    await close();
   }
 });
 
 Deno.test("on node:dgram, a burst from one turn leaves in order", async () => {
-  applyWeriftPatches();
-  const receiver = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) =>
-    receiver.bind(0, "127.0.0.1", () => resolve())
-  );
-  const order: number[] = [];
-  receiver.on("message", (data: Buffer) => order.push(data[1]));
-  const to: [string, number] = ["127.0.0.1", receiver.address().port];
-  const transport = await UdpTransport.init(
-    "udp4",
-    {
-      interfaceAddresses: { udp4: "127.0.0.1" },
-    } as Parameters<typeof UdpTransport.init>[1],
-  );
-  const patched = transport as unknown as { nativeSender?: { close(): void } };
-  patched.nativeSender?.close();
-  patched.nativeSender = undefined;
+  const { transport, marks, to, close } = await loopbackTransport(false);
   try {
     // Deno 2.9's node:dgram alone would deliver these 9, 8, ..., 0.
-    for (let i = 0; i < 10; i++) {
-      const media = Buffer.alloc(100, 0x80);
-      media[1] = i;
-      transport.send(media, to);
-    }
-    await waitFor("the burst", () => order.length === 10, 5000);
-    assert.deepEqual(order, [...Array(10).keys()]);
+    for (let i = 0; i < 10; i++) transport.send(media(i), to);
+    await waitFor("the burst", () => marks.length === 10, 5000);
+    assert.deepEqual(marks, [...Array(10).keys()]);
   } finally {
-    receiver.close();
-    await transport.close();
+    await close();
   }
 });
 

@@ -283,16 +283,7 @@ class LibcryptoGcm implements GcmCipher {
       lib.EVP_CipherInit_ex(ctx, null, null, null, iv, ENCRYPT),
       "EVP_CipherInit_ex(iv)",
     );
-    check(
-      lib.EVP_CipherUpdate(ctx, null, outLength, aad, aad.length),
-      "EVP_CipherUpdate(aad)",
-    );
-    if (input.length > 0) {
-      check(
-        lib.EVP_CipherUpdate(ctx, output, outLength, input, input.length),
-        "EVP_CipherUpdate(gcm)",
-      );
-    }
+    this.#process(ctx, aad, input, output);
     check(
       lib.EVP_CipherFinal_ex(ctx, this.#finalScratch, outLength),
       "EVP_CipherFinal_ex",
@@ -325,6 +316,20 @@ class LibcryptoGcm implements GcmCipher {
       lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LENGTH, tag),
       "EVP_CTRL_GCM_SET_TAG",
     );
+    this.#process(ctx, aad, input, output);
+    // Final fails exactly when the tag does not match.
+    return lib.EVP_CipherFinal_ex(ctx, this.#finalScratch, outLength) === 1;
+  }
+
+  /** Authenticates `aad`, then encrypts or decrypts `input` into `output`,
+   * in the direction the context was made for. */
+  #process(
+    ctx: Deno.PointerObject,
+    aad: Uint8Array,
+    input: Uint8Array,
+    output: Uint8Array,
+  ): void {
+    const lib = this.#lib, outLength = this.#outLength;
     check(
       lib.EVP_CipherUpdate(ctx, null, outLength, aad, aad.length),
       "EVP_CipherUpdate(aad)",
@@ -335,8 +340,6 @@ class LibcryptoGcm implements GcmCipher {
         "EVP_CipherUpdate(gcm)",
       );
     }
-    // Final fails exactly when the tag does not match.
-    return lib.EVP_CipherFinal_ex(ctx, this.#finalScratch, outLength) === 1;
   }
 
   dispose(): void {

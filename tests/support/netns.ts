@@ -122,3 +122,23 @@ export async function playScenario(
   await scenario();
   console.log(`${name} ok`);
 }
+
+/** Asks the mDNS responder on 127.0.0.1:5353 for `name`'s A record with dig,
+ * returning dig's output. dig (BIND 9.18) connects its socket to the server
+ * address, so it cannot take a reply to a query sent to the multicast group;
+ * asked directly, it is a legacy unicast client like any DNS stub. */
+export async function digMdns(name: string): Promise<string> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command("dig", {
+      args: ["@127.0.0.1", "-p", "5353", "+time=2", "+tries=2", name, "A"],
+    }).output();
+  } catch (error) {
+    throw new Error(
+      `dig is needed for this test: apt-get install -y dnsutils (${error})`,
+    );
+  }
+  const text = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, text);
+  return text;
+}
