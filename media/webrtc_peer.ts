@@ -107,9 +107,11 @@ export function publishedTracks(
   };
 }
 
-/** No packet at all (media, RTCP) for this long means the peer is gone:
- * browsers send receiver reports about once a second even when only
- * watching. werift's own consent timeout is 30 s, too slow for users. */
+/** Nothing at all from the remote (media, RTCP, ICE consent checks or
+ * answers to ours) for this long means it is gone. Consent checks go both
+ * ways every 4-6 s (RFC 7675) even on a leg with no tracks, where a
+ * browser sends no RTCP; werift's own consent timeout is 30 s, too slow
+ * for users. */
 const SILENCE_LIMIT_MS = 8000;
 /** A PeerConnection that has not connected by then never will. */
 const CONNECT_LIMIT_MS = 20000;
@@ -164,7 +166,7 @@ class Leg {
         }
         return;
       }
-      const packets = this.dtls?.packetsReceived ?? 0;
+      const packets = this.#packetsHeard();
       if (packets !== this.#lastPackets) {
         this.#lastPackets = packets;
         this.#lastActivityMs = now;
@@ -176,6 +178,17 @@ class Leg {
 
   get dtls(): RTCDtlsTransport | undefined {
     return this.pc.dtlsTransports[0];
+  }
+
+  /** A count that grows with every packet the remote sends us. */
+  #packetsHeard(): number {
+    const dtls = this.dtls;
+    if (!dtls) return 0;
+    const pair = (dtls.iceTransport.connection as unknown as {
+      nominated?: { requestsReceived: number; responsesReceived: number };
+    }).nominated;
+    return dtls.packetsReceived + (pair?.requestsReceived ?? 0) +
+      (pair?.responsesReceived ?? 0);
   }
 
   close(): void {

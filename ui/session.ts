@@ -461,6 +461,8 @@ export class CallSession {
    * schedules a rejoin with backoff. */
   #fail(problem: string, socket: WebSocket | null, closeCode = 1000): void {
     if (socket !== this.#socket || this.state === "left") return;
+    // The console is where someone debugging a dropped call looks first.
+    console.warn("umbrella: rejoining:", problem);
     if (
       this.#joinedAt !== null &&
       Date.now() - this.#joinedAt > HEALTHY_CONNECTION_MS
