@@ -14,6 +14,7 @@
 // also sends what one turn queued on a socket in reverse order.)
 import type { Socket } from "node:dgram";
 import { isIPv4 } from "node:net";
+import { sizeT } from "./ffi_size.ts";
 
 const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
 const AF_INET = 2;
@@ -31,13 +32,12 @@ const SYMBOLS = {
   inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
 } as const;
 
-/** The symbols as called here. Deno takes a number for a usize argument
- * (its types ask for a bigint, which would allocate one per packet). */
+/** The symbols as called here. */
 interface Libc {
   sendto(
     fd: number,
     data: Uint8Array,
-    length: number,
+    length: bigint,
     flags: number,
     address: Uint8Array,
     addressLength: number,
@@ -71,7 +71,7 @@ export class NativeUdpSender {
       this.#libc.sendto(
           this.#fd,
           data,
-          data.byteLength,
+          sizeT(data.byteLength),
           MSG_DONTWAIT,
           address,
           address.byteLength,

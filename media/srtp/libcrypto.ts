@@ -13,6 +13,7 @@ import type {
   HmacSha1,
   SrtpCryptoBackend,
 } from "./backend.ts";
+import { sizeT } from "../ffi_size.ts";
 
 /** Where Debian, Ubuntu, Fedora, Alpine/OpenWrt and Homebrew put it. */
 export const LIBCRYPTO_CANDIDATES: readonly string[] = [
@@ -81,7 +82,8 @@ const EVP_CTRL_GCM_SET_TAG = 0x11;
 const OSSL_PARAM_UTF8_STRING = 4;
 const ENCRYPT = 1;
 const DECRYPT = 0;
-// size_t arguments are BigInts: Deno passes those on its fast call path.
+// size_t arguments are BigInts: Deno passes those on its fast call path
+// (see ../ffi_size.ts).
 const SHA1_LENGTH = 20n;
 const GCM_TAG_LENGTH = 16;
 
@@ -219,7 +221,7 @@ class LibcryptoHmacSha1 implements HmacSha1 {
     const lib = this.#lib, ctx = this.#ctx.ptr;
     // A null key re-initialises from the key's cached inner/outer pads.
     check(lib.EVP_MAC_init(ctx, null, 0n, null), "EVP_MAC_init(reset)");
-    check(lib.EVP_MAC_update(ctx, data, BigInt(data.length)), "EVP_MAC_update");
+    check(lib.EVP_MAC_update(ctx, data, sizeT(data.length)), "EVP_MAC_update");
     check(
       lib.EVP_MAC_final(ctx, out, this.#outLength, SHA1_LENGTH),
       "EVP_MAC_final",
