@@ -14,6 +14,7 @@ import {
   RtcpTransportLayerFeedback,
   RTCRtpCodecParameters,
   type RTCRtpTransceiver,
+  type RtpHeader,
 } from "werift";
 import { Consumer, type RtpOutput } from "./consumer.ts";
 import {
@@ -125,8 +126,12 @@ interface Subscription {
   transceiver: RTCRtpTransceiver;
 }
 
-/** One werift PeerConnection plus the watchdog that tells when it died. */
-class Leg {
+/** One werift PeerConnection plus the watchdog that tells when it died;
+ * the send leg is its consumers' output. One class for every leg keeps the
+ * per-packet calls on it monomorphic: an object literal with a getter per
+ * peer gave each peer's output its own hidden class, and V8 fell back to
+ * generic property lookups for every forwarded packet. */
+class Leg implements RtpOutput {
   readonly pc: RTCPeerConnection;
   ready = false;
   /** The (BUNDLEd) transport once connected: werift's dtlsTransports
@@ -174,6 +179,11 @@ class Leg {
         onFailed(`nothing received on the ${role} connection for 8 s`);
       }
     }, WATCHDOG_INTERVAL_MS);
+  }
+
+  sendRtp(payload: Uint8Array, header: RtpHeader): void {
+    const transport = this.transport;
+    if (transport !== undefined) sendRtp(transport, payload, header);
   }
 
   get dtls(): RTCDtlsTransport | undefined {
@@ -466,15 +476,7 @@ export class WebRtcPeer {
     // connects; and with every media section stopped, browsers tear the
     // transport down.
     leg.pc.createDataChannel("umbrella");
-    this.#output = {
-      get ready() {
-        return leg.ready;
-      },
-      sendRtp(payload, header) {
-        const transport = leg.transport;
-        if (transport !== undefined) sendRtp(transport, payload, header);
-      },
-    };
+    this.#output = leg;
     this.#senderReportTimer = setInterval(
       () => this.#sendSenderReports(),
       SENDER_REPORT_INTERVAL_MS,

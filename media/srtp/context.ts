@@ -239,6 +239,8 @@ export class SrtpContext {
 
   /** Highest RTP packet index sent per SSRC. */
   readonly #sent = new Map<number, { highest: number }>();
+  #lastSentSsrc = -1;
+  #lastSent: { highest: number } | undefined;
   readonly #received = new Map<number, ReplayWindow>();
   /** Last SRTCP index sent per SSRC. */
   readonly #rtcpSent = new Map<number, { index: number }>();
@@ -545,11 +547,21 @@ export class SrtpContext {
   /** The rollover counter for an outgoing packet; the stream's state only
    * moves forward, so retransmissions of older packets keep their ROC. */
   #sendRoc(ssrc: number, seq: number): number {
-    const sent = this.#sent.get(ssrc);
-    if (!sent) {
-      evictOldest(this.#sent);
-      this.#sent.set(ssrc, { highest: seq });
-      return 0;
+    // Packets come in runs of one SSRC (a video frame), so the last state
+    // used spares most Map lookups.
+    let sent = ssrc === this.#lastSentSsrc ? this.#lastSent : undefined;
+    if (sent === undefined) {
+      sent = this.#sent.get(ssrc);
+      if (!sent) {
+        evictOldest(this.#sent);
+        sent = { highest: seq };
+        this.#sent.set(ssrc, sent);
+        this.#lastSentSsrc = ssrc;
+        this.#lastSent = sent;
+        return 0;
+      }
+      this.#lastSentSsrc = ssrc;
+      this.#lastSent = sent;
     }
     // Before the first packet's period there is nothing to go back to;
     // werift also stays at ROC 0 there.
