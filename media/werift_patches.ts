@@ -309,8 +309,9 @@ export function sendRtp(
   if (!sender.send(packet, remote.host, remote.port)) sendQueue.refused++;
 }
 
-// Handshake message types (RFC 5246 7.4) of the flight each side may see
-// again when its own answer to it was slow or lost.
+// Handshake message types (RFC 5246 7.4, RFC 6347 4.2.2) of the flight each
+// side may see again when its own answer to it was slow or lost.
+const HELLO_VERIFY_REQUEST = 3;
 const SERVER_FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
 const CLIENT_FLIGHT_5 = new Set([11, 15, 16, 20]);
 const SERVER_HELLO_DONE = 14;
@@ -334,6 +335,13 @@ interface PatchedSocket {
  * authentication while the connection looks healthy. Per RFC 6347 4.2.4 a
  * repeated flight only means the peer missed our answer, so it is answered
  * by resending that flight and changes nothing.
+ *
+ * The client also sees the server's HelloVerifyRequest again when its
+ * ClientHello was retransmitted before the first one was answered (a busy
+ * client, or a slow path): werift's client then throws and fails the
+ * transport, although the server goes on to complete the handshake and
+ * then sends media to a peer that will never decrypt it. Its own flight 3
+ * retransmits by timer, so a repeated HelloVerifyRequest is dropped.
  */
 function patchDtlsRetransmission(): void {
   // setupExtensions is private in werift's types.
@@ -353,6 +361,12 @@ function patchDtlsRetransmission(): void {
     const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
     let handler: HandshakeHandler = () => Promise.resolve();
     const guarded: HandshakeHandler = (assembled) => {
+      if (isClient && socket.dtls.flight >= 3) {
+        assembled = assembled.filter((h) =>
+          h.msg_type !== HELLO_VERIFY_REQUEST
+        );
+        if (assembled.length === 0) return Promise.resolve();
+      }
       if (socket.dtls.flight < answered) return handler(assembled);
       const rest = assembled.filter((h) => !repeated.has(h.msg_type));
       if (

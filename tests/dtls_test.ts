@@ -2,7 +2,8 @@
 // keys both sides derive must still agree (media/werift_patches.ts). The
 // server's flight 4 is delivered twice, the copy just before its Finished;
 // the client answers the copy by resending flight 5, which the server then
-// sees twice.
+// sees twice. And the server's HelloVerifyRequest, answering a ClientHello
+// the client retransmitted, reaches a client already past it.
 import assert from "node:assert/strict";
 import {
   CipherContext,
@@ -37,6 +38,7 @@ class Endpoint {
 const HANDSHAKE = 22;
 const CHANGE_CIPHER_SPEC = 20;
 const FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
+const HELLO_VERIFY_REQUEST = 3;
 
 /** Records of a datagram as [content type, epoch, first handshake type]. */
 function records(datagram: Buffer): [number, number, number][] {
@@ -121,6 +123,71 @@ Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client fli
     const serverKeys = server.extractSessionKeys(16, 14);
     assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
     assert.deepEqual(clientKeys.localSalt, serverKeys.remoteSalt);
+    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+    server.close();
+  }
+});
+
+Deno.test("a repeated HelloVerifyRequest neither fails the client nor changes the keys", async () => {
+  applyWeriftPatches();
+  let helloVerify: Buffer | undefined;
+  let repeated = false;
+  const clientSide: Endpoint = new Endpoint((data) => {
+    // The client's flight 3 (ClientHello with the cookie) is out: the
+    // server's answer to a retransmitted first ClientHello arrives now.
+    if (helloVerify && !repeated) {
+      repeated = true;
+      clientSide.onData(helloVerify);
+    }
+    serverSide.onData(data);
+  });
+  const serverSide: Endpoint = new Endpoint((data) => {
+    const isHelloVerify = records(data).some(([type, epoch, message]) =>
+      type === HANDSHAKE && epoch === 0 && message === HELLO_VERIFY_REQUEST
+    );
+    if (isHelloVerify && !helloVerify) helloVerify = Buffer.from(data);
+    clientSide.onData(data);
+  });
+
+  const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
+  const server = new DtlsServer({
+    ...(await certificate()),
+    transport: serverSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+    certificateRequest: true,
+  });
+  const client = new DtlsClient({
+    ...(await certificate()),
+    transport: clientSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+  });
+  const errors: unknown[] = [];
+  client.onError.subscribe((error) => errors.push(error));
+  server.onError.subscribe((error) => errors.push(error));
+  const connected = Promise.all([
+    new Promise((resolve) => server.onConnect.once(resolve)),
+    new Promise((resolve) => client.onConnect.once(resolve)),
+  ]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("no DTLS connection in 10 s")),
+      10_000,
+    );
+  });
+  try {
+    await client.connect();
+    await Promise.race([connected, deadline]);
+    assert.ok(repeated, "the test repeated the HelloVerifyRequest");
+    assert.deepEqual(errors, []);
+    const clientKeys = client.extractSessionKeys(16, 14);
+    const serverKeys = server.extractSessionKeys(16, 14);
+    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
     assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
   } finally {
     clearTimeout(timer);
