@@ -10,6 +10,8 @@ import { peerConnectionConfig } from "../media/rtc_config.ts";
 import { type MediaProfile, MediaSource, wallClockMs } from "./media_source.ts";
 import {
   type LatencyHistogram,
+  type ReceiveLeg,
+  receiveLeg,
   ReceiveStats,
   recordIncoming,
 } from "./receive_stats.ts";
@@ -334,6 +336,10 @@ export class JanusBenchPeer {
   private constructor(apiUrl: string, latency: LatencyHistogram) {
     this.#handle = new JanusHandle(apiUrl);
     this.stats = new ReceiveStats(latency);
+  }
+
+  get receiveLeg(): ReceiveLeg {
+    return receiveLeg(this.#pc);
   }
 
   /** Joins the room with `join`, then `negotiate`s; closes on failure. */

@@ -25,6 +25,10 @@ export interface SfuUnderTest {
   link?: () => Promise<LinkCounters>;
   /** RSS of all processes with no peers connected. */
   idleRssBytes: number;
+  /** Why the SFU dropped each peer it dropped so far, where it says. */
+  droppedPeers?: () => string[];
+  /** Its peers by connection state, where it says. */
+  peerStates?: () => Promise<Record<string, number>>;
   /** Inspectors of the processes to profile over each point's windows. */
   profilers?: { label: string; session: InspectorSession }[];
 }

@@ -174,6 +174,27 @@ export class ReceiveStats {
   }
 }
 
+/** Where a receiving PeerConnection stands: a peer that is connected and
+ * gets SRTP packets but no media cannot decrypt them; one that gets none is
+ * sent nothing. */
+export interface ReceiveLeg {
+  /** Connection, ICE and DTLS states, as "connected/ICE completed/DTLS
+   * connected". */
+  state: string;
+  srtpPackets: number;
+}
+
+export function receiveLeg(pc: RTCPeerConnection | undefined): ReceiveLeg {
+  if (!pc) return { state: "none", srtpPackets: 0 };
+  const dtls = pc.dtlsTransports[0];
+  return {
+    state: `${pc.connectionState}/ICE ${pc.iceConnectionState}/DTLS ${
+      dtls?.state ?? "none"
+    }`,
+    srtpPackets: dtls?.packetsReceived ?? 0,
+  };
+}
+
 /** Feeds every RTP packet a PeerConnection receives into stats. */
 export function recordIncoming(pc: RTCPeerConnection, stats: ReceiveStats) {
   pc.ontrack = ({ track }) => {

@@ -294,6 +294,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         }
         : undefined,
       idleRssBytes: idleRss(processes.map((p) => p.pid)),
+      droppedPeers: () => processes.flatMap((p) => p.droppedPeers()),
+      peerStates: () => last.peerStates(),
       profilers: processes.flatMap((p, i) =>
         p.inspector
           ? [{

@@ -113,18 +113,24 @@ async function waitForMedia(
   while (true) {
     const progress = new Map(
       (await settings.pool.all<PeerProgress[]>({ op: "progress" }, 10_000))
-        .flat().map((p) => [p.key, new Set(p.tags)]),
+        .flat().map((p) => [p.key, p]),
     );
     const waiting = load.filter((peer) =>
-      peer.expectTags.some((tag) => !progress.get(peer.key)?.has(tag))
+      peer.expectTags.some((tag) => !progress.get(peer.key)?.tags.includes(tag))
     );
     if (waiting.length === 0) return;
     if (performance.now() > deadline) {
+      const example = progress.get(waiting[0].key);
+      const leg = example?.receiveLeg;
       throw new Error(
         `${waiting.length} of ${load.length} peers had no media on every subscribed stream in time (e.g. ${
           waiting[0].key
         } wants tags ${waiting[0].expectTags.join(",")}, has ${
-          [...progress.get(waiting[0].key) ?? []].join(",") || "none"
+          example?.tags.join(",") || "none"
+        }${
+          leg
+            ? `; its receiving connection ${leg.state}, ${leg.srtpPackets} SRTP packets in`
+            : ""
         })`,
       );
     }
@@ -178,10 +184,32 @@ async function runPoints(
       reason = `stopped by the time budget before ${step.x} ${unit}`;
       break;
     }
+    const droppedBefore = sfu.droppedPeers?.().length ?? 0;
     try {
       const added = await step.add();
       load.push(...added);
-      await waitForMedia(settings, load, added.length);
+      await waitForMedia(settings, load, added.length).catch(async (error) => {
+        // Whether the SFU gave up on peers, or holds them still connecting,
+        // tells a generator that stalled from an SFU that failed them.
+        const dropped = sfu.droppedPeers?.().slice(droppedBefore) ?? [];
+        const states = await sfu.peerStates?.().catch(() => undefined);
+        const said = [
+          dropped.length > 0
+            ? `the SFU dropped ${dropped.length} peers meanwhile (e.g. ${
+              dropped[0]
+            })`
+            : "",
+          states
+            ? `its peers by state: ${
+              Object.entries(states).map(([state, n]) => `${state} ${n}`)
+                .join(", ")
+            }`
+            : "",
+        ].filter((part) => part !== "");
+        throw said.length === 0
+          ? error
+          : new Error(`${(error as Error).message}; ${said.join("; ")}`);
+      });
       await sleep(settings.settleSeconds * 1000);
       const measure = () => measureMedian(settings, step.x, sfu, load);
       let point = await measure();

@@ -14,6 +14,8 @@ import { peerConnectionConfig } from "../media/rtc_config.ts";
 import { type MediaProfile, MediaSource, wallClockMs } from "./media_source.ts";
 import {
   type LatencyHistogram,
+  type ReceiveLeg,
+  receiveLeg,
   ReceiveStats,
   recordIncoming,
 } from "./receive_stats.ts";
@@ -62,6 +64,10 @@ export class UmbrellaBenchPeer {
     this.#plan = plan;
     this.stats = new ReceiveStats(latency);
     this.joinStartedAtMs = wallClockMs();
+  }
+
+  get receiveLeg(): ReceiveLeg {
+    return receiveLeg(this.#recvPc);
   }
 
   static async join(

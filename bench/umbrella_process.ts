@@ -21,6 +21,12 @@ export interface UmbrellaProcess {
   wsUrl: string;
   /** Last log lines, for error reports. */
   logTail: string[];
+  /** Why Umbrella closed each peer it dropped (its media connection
+   * failed or went silent), oldest first. */
+  droppedPeers(): string[];
+  /** How many of its peers are in each connection state, as /api/status
+   * tells. */
+  peerStates(): Promise<Record<string, number>>;
   /** Log lines up to and including the one saying it listens. */
   startupLog: string[];
   /** A connected V8 inspector, when started with inspect. */
@@ -103,6 +109,22 @@ export async function startUmbrella(
     wsUrl: server.wsUrl,
     get logTail() {
       return lines().slice(-LOG_TAIL_LINES);
+    },
+    droppedPeers: () =>
+      server.logs
+        .filter((entry) => entry.msg === "media connection failed")
+        .map((entry) => `${entry.name}: ${entry.reason}`),
+    async peerStates() {
+      const response = await fetch(`${server.origin}/api/status`);
+      if (!response.ok) {
+        throw new Error(`/api/status answered ${response.status}`);
+      }
+      const status = await response.json() as { peers: { state: string }[] };
+      const counts: Record<string, number> = {};
+      for (const { state } of status.peers) {
+        counts[state] = (counts[state] ?? 0) + 1;
+      }
+      return counts;
     },
     startupLog,
     inspector,

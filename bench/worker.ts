@@ -130,6 +130,7 @@ async function handle(request: Request): Promise<unknown> {
       return [...peers].map(([key, peer]): PeerProgress => ({
         key,
         tags: [...peer.stats.streams.keys()],
+        receiveLeg: peer.receiveLeg,
       }));
     case "mark":
       for (const peer of peers.values()) peer.stats.mark();

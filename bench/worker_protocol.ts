@@ -1,7 +1,7 @@
 // Messages between bench/run.ts and its load-generator processes, one JSON
 // object per line. Generator stdout lines without the prefix (anything a
 // library prints) are not protocol and are ignored.
-import type { StreamWindow } from "./receive_stats.ts";
+import type { ReceiveLeg, StreamWindow } from "./receive_stats.ts";
 import type { MediaProfile } from "./media_source.ts";
 
 export const LINE_PREFIX = "@@bench ";
@@ -65,6 +65,7 @@ export interface PeerProgress {
   key: string;
   /** Tags of the streams this peer has received at least one packet of. */
   tags: number[];
+  receiveLeg: ReceiveLeg;
 }
 
 export interface PeerReport {
