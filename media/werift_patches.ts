@@ -313,7 +313,12 @@ export function sendRtp(
 // side may see again when its own answer to it was slow or lost.
 const HELLO_VERIFY_REQUEST = 3;
 const SERVER_FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
-const CLIENT_FLIGHT_5 = new Set([11, 15, 16, 20]);
+// With the ClientHello of flights 1 and 3: werift's server takes one that
+// arrives after the handshake for a renegotiation and starts over with new
+// keys, which WebRTC forbids (RFC 8827), so a late copy would end a working
+// connection.
+const CLIENT_HELLO = 1;
+const CLIENT_FLIGHTS_1_3_5 = new Set([CLIENT_HELLO, 11, 15, 16, 20]);
 const SERVER_HELLO_DONE = 14;
 const FINISHED = 20;
 
@@ -356,7 +361,7 @@ function patchDtlsRetransmission(): void {
     setupExtensions.call(this);
     const socket = this as unknown as PatchedSocket;
     const isClient = this instanceof DtlsClient;
-    const repeated = isClient ? SERVER_FLIGHT_4 : CLIENT_FLIGHT_5;
+    const repeated = isClient ? SERVER_FLIGHT_4 : CLIENT_FLIGHTS_1_3_5;
     const answered = isClient ? 5 : 6;
     const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
     let handler: HandshakeHandler = () => Promise.resolve();

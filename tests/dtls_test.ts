@@ -2,8 +2,9 @@
 // keys both sides derive must still agree (media/werift_patches.ts). The
 // server's flight 4 is delivered twice, the copy just before its Finished;
 // the client answers the copy by resending flight 5, which the server then
-// sees twice. And the server's HelloVerifyRequest, answering a ClientHello
-// the client retransmitted, reaches a client already past it.
+// sees twice. The server's HelloVerifyRequest, answering a ClientHello the
+// client retransmitted, reaches a client already past it. And copies of the
+// ClientHellos reach the server after the handshake.
 import assert from "node:assert/strict";
 import {
   CipherContext,
@@ -39,6 +40,7 @@ const HANDSHAKE = 22;
 const CHANGE_CIPHER_SPEC = 20;
 const FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
 const HELLO_VERIFY_REQUEST = 3;
+const CLIENT_HELLO = 1;
 
 /** Records of a datagram as [content type, epoch, first handshake type]. */
 function records(datagram: Buffer): [number, number, number][] {
@@ -189,6 +191,69 @@ Deno.test("a repeated HelloVerifyRequest neither fails the client nor changes th
     const serverKeys = server.extractSessionKeys(16, 14);
     assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
     assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+    server.close();
+  }
+});
+
+Deno.test("a ClientHello arriving after the handshake does not restart it", async () => {
+  applyWeriftPatches();
+  const clientHellos: Buffer[] = [];
+  let serverSentAfterConnect = 0;
+  let connectedNow = false;
+  const clientSide: Endpoint = new Endpoint((data) => {
+    const isClientHello = records(data).some(([type, epoch, message]) =>
+      type === HANDSHAKE && epoch === 0 && message === CLIENT_HELLO
+    );
+    if (isClientHello) clientHellos.push(Buffer.from(data));
+    serverSide.onData(data);
+  });
+  const serverSide: Endpoint = new Endpoint((data) => {
+    if (connectedNow) serverSentAfterConnect++;
+    clientSide.onData(data);
+  });
+
+  const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
+  const server = new DtlsServer({
+    ...(await certificate()),
+    transport: serverSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+    certificateRequest: true,
+  });
+  const client = new DtlsClient({
+    ...(await certificate()),
+    transport: clientSide,
+    srtpProfiles,
+    extendedMasterSecret: true,
+  });
+  const connected = Promise.all([
+    new Promise((resolve) => server.onConnect.once(resolve)),
+    new Promise((resolve) => client.onConnect.once(resolve)),
+  ]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("no DTLS connection in 10 s")),
+      10_000,
+    );
+  });
+  try {
+    await client.connect();
+    await Promise.race([connected, deadline]);
+    const before = server.extractSessionKeys(16, 14);
+    assert.equal(clientHellos.length, 2, "both ClientHellos were seen");
+    // A late copy of each, as a network may duplicate or delay them.
+    connectedNow = true;
+    for (const copy of clientHellos) serverSide.onData(copy);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(server.connected, true);
+    assert.equal(serverSentAfterConnect, 0, "the server answered nothing");
+    const after = server.extractSessionKeys(16, 14);
+    assert.deepEqual(after.localKey, before.localKey);
+    assert.deepEqual(after.remoteKey, before.remoteKey);
   } finally {
     clearTimeout(timer);
     client.close();
