@@ -30,7 +30,13 @@ const SYMBOLS = {
   },
   close: { parameters: ["i32"], result: "i32" },
   inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getsockopt: {
+    parameters: ["i32", "i32", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
 } as const;
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
 
 /** The symbols as called here. */
 interface Libc {
@@ -43,6 +49,13 @@ interface Libc {
     addressLength: number,
   ): number;
   close(fd: number): number;
+  getsockopt(
+    fd: number,
+    level: number,
+    name: number,
+    value: Uint8Array,
+    length: Uint8Array,
+  ): number;
   inet_pton(family: number, text: Uint8Array, out: Uint8Array): number;
 }
 
@@ -85,6 +98,21 @@ export class NativeUdpSender {
     this.#port = port;
     this.#address = address;
     return true;
+  }
+
+  /** The kernel's receive buffer for the socket (SO_RCVBUF), in bytes. */
+  kernelReceiveBuffer(): number {
+    const value = new Int32Array(1);
+    const length = new Uint32Array([4]);
+    const failed = this.#fd < 0 ||
+      this.#libc.getsockopt(
+          this.#fd,
+          SOL_SOCKET,
+          SO_RCVBUF,
+          new Uint8Array(value.buffer),
+          new Uint8Array(length.buffer),
+        ) !== 0;
+    return failed ? -1 : value[0];
   }
 
   /** Closes the duplicate descriptor; the node:dgram socket is untouched. */

@@ -166,6 +166,7 @@ function patchUdpSends(queue: SendQueue, native: NativeUdp): void {
     const sender = nativeSenderFor(native, transport.socket);
     if (!(sender instanceof NativeUdpSender)) return;
     transport.nativeSender = sender;
+    shrinkReceiveAllocations(transport.socket, sender);
     transport.socket.once("close", () => {
       transport.nativeSender = undefined;
       sender.close();
@@ -257,6 +258,31 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     }
     return SENT;
   };
+}
+
+/** What node:dgram allocates per received datagram, at most: more than any
+ * WebRTC datagram (they stay under the path MTU, about 1200 bytes in
+ * practice), far less than its 64 KiB default. */
+const RECEIVE_ALLOCATION_BYTES = 16 * 1024;
+
+/**
+ * Deno's node:dgram allocates a fresh buffer of its "receive buffer size"
+ * (64 KiB by default) for every datagram it receives: a publisher's 200
+ * packets a second made 13 MB/s of garbage, and garbage collection most of
+ * the receiving thread's work. In Deno, setRecvBufferSize only sets that
+ * allocation (doubled on Linux, as Node doubles SO_RCVBUF); should it ever
+ * shrink the kernel's buffer instead, the kernel's size is put back.
+ */
+function shrinkReceiveAllocations(
+  socket: Socket,
+  sender: NativeUdpSender,
+): void {
+  const kernel = sender.kernelReceiveBuffer();
+  const doubled = Deno.build.os === "linux";
+  socket.setRecvBufferSize(RECEIVE_ALLOCATION_BYTES / (doubled ? 2 : 1));
+  if (kernel > 0 && sender.kernelReceiveBuffer() !== kernel) {
+    socket.setRecvBufferSize(kernel / 2);
+  }
 }
 
 /** Room for any RTP packet this node sends (payloads come from datagrams of

@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
 import dgram from "node:dgram";
 import { fileURLToPath } from "node:url";
+import { UdpTransport } from "werift";
+import { applyWeriftPatches } from "../media/werift_patches.ts";
 import {
   loadNativeUdp,
   nativeSenderFor,
@@ -121,5 +123,44 @@ console.log(JSON.stringify(loadNativeUdp()));`,
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("werift's sockets allocate 16 KiB per received datagram, not 64, and keep the kernel's buffer", async () => {
+  applyWeriftPatches();
+  const plain = await bound("udp4", "127.0.0.1");
+  const plainSender = senderOn(plain.socket);
+  const transport = await UdpTransport.init(
+    "udp4",
+    {
+      interfaceAddresses: { udp4: "127.0.0.1" },
+    } as Parameters<typeof UdpTransport.init>[1],
+  );
+  const patched = transport as unknown as {
+    socket: dgram.Socket;
+    nativeSender: NativeUdpSender;
+  };
+  const received: number[] = [];
+  transport.onData = (data: Buffer) => received.push(data.length);
+  try {
+    assert.equal(patched.socket.getRecvBufferSize(), 16 * 1024);
+    assert.equal(
+      patched.nativeSender.kernelReceiveBuffer(),
+      plainSender.kernelReceiveBuffer(),
+      "the kernel's buffer is untouched",
+    );
+    // Two datagrams: the first receive was posted before the change.
+    // Sent natively: node:dgram sends a burst from one turn in reverse.
+    const port = patched.socket.address().port;
+    for (const size of [1500, 1500, 9000]) {
+      assert.ok(plainSender.send(new Uint8Array(size), "127.0.0.1", port));
+    }
+
+    await waitFor("the datagrams", () => received.length === 3);
+    assert.deepEqual(received, [1500, 1500, 9000]);
+  } finally {
+    plainSender.close();
+    plain.socket.close();
+    await transport.close();
   }
 });
