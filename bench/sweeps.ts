@@ -192,19 +192,21 @@ async function runPoints(
         // Whether the SFU gave up on peers, or holds them still connecting,
         // tells a generator that stalled from an SFU that failed them.
         const dropped = sfu.droppedPeers?.().slice(droppedBefore) ?? [];
-        const states = await sfu.peerStates?.().catch(() => undefined);
+        const states = await sfu.peerStates?.().then(
+          (counts) =>
+            `its peers by state: ${
+              Object.entries(counts).map(([state, n]) => `${state} ${n}`)
+                .join(", ") || "none"
+            }`,
+          (error) => `its peer states unknown (${(error as Error).message})`,
+        );
         const said = [
           dropped.length > 0
             ? `the SFU dropped ${dropped.length} peers meanwhile (e.g. ${
               dropped[0]
             })`
             : "",
-          states
-            ? `its peers by state: ${
-              Object.entries(states).map(([state, n]) => `${state} ${n}`)
-                .join(", ")
-            }`
-            : "",
+          states ?? "",
         ].filter((part) => part !== "");
         throw said.length === 0
           ? error
