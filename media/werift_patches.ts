@@ -335,16 +335,22 @@ export function sendRtp(
   if (!sender.send(packet, remote.host, remote.port)) sendQueue.refused++;
 }
 
-// Handshake message types (RFC 5246 7.4, RFC 6347 4.2.2) of the flight each
-// side may see again when its own answer to it was slow or lost.
+// Handshake message types (RFC 5246 7.4, RFC 6347 4.2.2) of the peer's
+// flights that each side may see again when its own answer was slow or
+// lost, with the flight of its own from which one is a repeat. The server's
+// list includes the ClientHello of flights 1 and 3: werift's server takes
+// one arriving after the handshake for a renegotiation and starts over with
+// new keys, which WebRTC forbids (RFC 8827), so a late copy would end a
+// working connection.
 const HELLO_VERIFY_REQUEST = 3;
-const SERVER_FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
-// With the ClientHello of flights 1 and 3: werift's server takes one that
-// arrives after the handshake for a renegotiation and starts over with new
-// keys, which WebRTC forbids (RFC 8827), so a late copy would end a working
-// connection.
 const CLIENT_HELLO = 1;
-const CLIENT_FLIGHTS_1_3_5 = new Set([CLIENT_HELLO, 11, 15, 16, 20]);
+const CLIENT_REPEATS = new Map([
+  [HELLO_VERIFY_REQUEST, 3],
+  ...[2, 11, 12, 13, 14].map((type) => [type, 5] as [number, number]),
+]);
+const SERVER_REPEATS = new Map(
+  [CLIENT_HELLO, 11, 15, 16, 20].map((type) => [type, 6] as [number, number]),
+);
 const SERVER_HELLO_DONE = 14;
 const FINISHED = 20;
 
@@ -387,22 +393,17 @@ function patchDtlsRetransmission(): void {
     setupExtensions.call(this);
     const socket = this as unknown as PatchedSocket;
     const isClient = this instanceof DtlsClient;
-    const repeated = isClient ? SERVER_FLIGHT_4 : CLIENT_FLIGHTS_1_3_5;
+    const repeats = isClient ? CLIENT_REPEATS : SERVER_REPEATS;
     const answered = isClient ? 5 : 6;
     const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
     let handler: HandshakeHandler = () => Promise.resolve();
     const guarded: HandshakeHandler = (assembled) => {
-      if (isClient && socket.dtls.flight >= 3) {
-        assembled = assembled.filter((h) =>
-          h.msg_type !== HELLO_VERIFY_REQUEST
-        );
-        if (assembled.length === 0) return Promise.resolve();
-      }
-      if (socket.dtls.flight < answered) return handler(assembled);
-      const rest = assembled.filter((h) => !repeated.has(h.msg_type));
+      const flight = socket.dtls.flight;
+      const rest = assembled.filter((h) =>
+        flight < (repeats.get(h.msg_type) ?? Infinity)
+      );
       if (
-        socket.dtls.flight === answered &&
-        assembled.some((h) => h.msg_type === trigger)
+        flight === answered && assembled.some((h) => h.msg_type === trigger)
       ) {
         for (const message of socket.dtls.lastMessage) {
           socket.transport.send(message).catch(() => {});

@@ -66,29 +66,9 @@ async function certificate() {
   return { cert: certPem, key: keyPem, signatureHash };
 }
 
-Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client flight 5 after flight 6) leave the SRTP keys agreed", async () => {
-  applyWeriftPatches();
-  const flight4: Buffer[] = [];
-  let replayed = false;
-  const clientSide: Endpoint = new Endpoint((data) => serverSide.onData(data));
-  const serverSide: Endpoint = new Endpoint((data) => {
-    const kinds = records(data);
-    const isFlight4 = kinds.some(([type, epoch, message]) =>
-      type === HANDSHAKE && epoch === 0 && FLIGHT_4.has(message)
-    );
-    const isFlight6 = kinds.some(([type, epoch]) =>
-      type === CHANGE_CIPHER_SPEC || epoch === 1
-    );
-    if (isFlight4) flight4.push(Buffer.from(data));
-    // The peer "timed out" waiting for flight 5 and sent flight 4 again, and
-    // its Finished follows right behind the copy.
-    if (isFlight6 && !replayed) {
-      replayed = true;
-      for (const copy of flight4) clientSide.onData(copy);
-    }
-    clientSide.onData(data);
-  });
-
+/** A DTLS server and client over the two endpoints; `connect()` runs the
+ * handshake and resolves once both sides report it done (10 s at most). */
+async function dtlsPair(clientSide: Endpoint, serverSide: Endpoint) {
   const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
   const server = new DtlsServer({
     ...(await certificate()),
@@ -114,9 +94,48 @@ Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client fli
       10_000,
     );
   });
+  return {
+    server,
+    client,
+    async connect(): Promise<void> {
+      await client.connect();
+      await Promise.race([connected, deadline]);
+    },
+    close(): void {
+      clearTimeout(timer);
+      client.close();
+      server.close();
+    },
+  };
+}
+
+Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client flight 5 after flight 6) leave the SRTP keys agreed", async () => {
+  applyWeriftPatches();
+  const flight4: Buffer[] = [];
+  let replayed = false;
+  const clientSide: Endpoint = new Endpoint((data) => serverSide.onData(data));
+  const serverSide: Endpoint = new Endpoint((data) => {
+    const kinds = records(data);
+    const isFlight4 = kinds.some(([type, epoch, message]) =>
+      type === HANDSHAKE && epoch === 0 && FLIGHT_4.has(message)
+    );
+    const isFlight6 = kinds.some(([type, epoch]) =>
+      type === CHANGE_CIPHER_SPEC || epoch === 1
+    );
+    if (isFlight4) flight4.push(Buffer.from(data));
+    // The peer "timed out" waiting for flight 5 and sent flight 4 again, and
+    // its Finished follows right behind the copy.
+    if (isFlight6 && !replayed) {
+      replayed = true;
+      for (const copy of flight4) clientSide.onData(copy);
+    }
+    clientSide.onData(data);
+  });
+
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server, client } = pair;
   try {
-    await client.connect();
-    await Promise.race([connected, deadline]);
+    await pair.connect();
     assert.ok(replayed, "the test replayed flight 4");
     // Anything the client does about the copy of flight 4 runs after its
     // handshake handlers' own waits (up to a few hundred ms).
@@ -127,9 +146,7 @@ Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client fli
     assert.deepEqual(clientKeys.localSalt, serverKeys.remoteSalt);
     assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
   } finally {
-    clearTimeout(timer);
-    client.close();
-    server.close();
+    pair.close();
   }
 });
 
@@ -154,37 +171,13 @@ Deno.test("a repeated HelloVerifyRequest neither fails the client nor changes th
     clientSide.onData(data);
   });
 
-  const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
-  const server = new DtlsServer({
-    ...(await certificate()),
-    transport: serverSide,
-    srtpProfiles,
-    extendedMasterSecret: true,
-    certificateRequest: true,
-  });
-  const client = new DtlsClient({
-    ...(await certificate()),
-    transport: clientSide,
-    srtpProfiles,
-    extendedMasterSecret: true,
-  });
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server, client } = pair;
   const errors: unknown[] = [];
   client.onError.subscribe((error) => errors.push(error));
   server.onError.subscribe((error) => errors.push(error));
-  const connected = Promise.all([
-    new Promise((resolve) => server.onConnect.once(resolve)),
-    new Promise((resolve) => client.onConnect.once(resolve)),
-  ]);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error("no DTLS connection in 10 s")),
-      10_000,
-    );
-  });
   try {
-    await client.connect();
-    await Promise.race([connected, deadline]);
+    await pair.connect();
     assert.ok(repeated, "the test repeated the HelloVerifyRequest");
     assert.deepEqual(errors, []);
     const clientKeys = client.extractSessionKeys(16, 14);
@@ -192,9 +185,7 @@ Deno.test("a repeated HelloVerifyRequest neither fails the client nor changes th
     assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
     assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
   } finally {
-    clearTimeout(timer);
-    client.close();
-    server.close();
+    pair.close();
   }
 });
 
@@ -215,34 +206,10 @@ Deno.test("a ClientHello arriving after the handshake does not restart it", asyn
     clientSide.onData(data);
   });
 
-  const srtpProfiles = [ProtectionProfileAes128CmHmacSha1_80];
-  const server = new DtlsServer({
-    ...(await certificate()),
-    transport: serverSide,
-    srtpProfiles,
-    extendedMasterSecret: true,
-    certificateRequest: true,
-  });
-  const client = new DtlsClient({
-    ...(await certificate()),
-    transport: clientSide,
-    srtpProfiles,
-    extendedMasterSecret: true,
-  });
-  const connected = Promise.all([
-    new Promise((resolve) => server.onConnect.once(resolve)),
-    new Promise((resolve) => client.onConnect.once(resolve)),
-  ]);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error("no DTLS connection in 10 s")),
-      10_000,
-    );
-  });
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server } = pair;
   try {
-    await client.connect();
-    await Promise.race([connected, deadline]);
+    await pair.connect();
     const before = server.extractSessionKeys(16, 14);
     assert.equal(clientHellos.length, 2, "both ClientHellos were seen");
     // A late copy of each, as a network may duplicate or delay them.
@@ -255,8 +222,6 @@ Deno.test("a ClientHello arriving after the handshake does not restart it", asyn
     assert.deepEqual(after.localKey, before.localKey);
     assert.deepEqual(after.remoteKey, before.remoteKey);
   } finally {
-    clearTimeout(timer);
-    client.close();
-    server.close();
+    pair.close();
   }
 });

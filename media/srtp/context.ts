@@ -549,20 +549,18 @@ export class SrtpContext {
   #sendRoc(ssrc: number, seq: number): number {
     // Packets come in runs of one SSRC (a video frame), so the last state
     // used spares most Map lookups.
-    let sent = ssrc === this.#lastSentSsrc ? this.#lastSent : undefined;
+    let sent = ssrc === this.#lastSentSsrc
+      ? this.#lastSent
+      : this.#sent.get(ssrc);
+    const first = sent === undefined;
     if (sent === undefined) {
-      sent = this.#sent.get(ssrc);
-      if (!sent) {
-        evictOldest(this.#sent);
-        sent = { highest: seq };
-        this.#sent.set(ssrc, sent);
-        this.#lastSentSsrc = ssrc;
-        this.#lastSent = sent;
-        return 0;
-      }
-      this.#lastSentSsrc = ssrc;
-      this.#lastSent = sent;
+      evictOldest(this.#sent);
+      sent = { highest: seq };
+      this.#sent.set(ssrc, sent);
     }
+    this.#lastSentSsrc = ssrc;
+    this.#lastSent = sent;
+    if (first) return 0;
     // Before the first packet's period there is nothing to go back to;
     // werift also stays at ROC 0 there.
     const roc = Math.max(0, estimateRoc(sent.highest, seq));
