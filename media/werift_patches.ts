@@ -338,10 +338,13 @@ export function sendRtp(
 // Handshake message types (RFC 5246 7.4, RFC 6347 4.2.2) of the peer's
 // flights that each side may see again when its own answer was slow or
 // lost, with the flight of its own from which one is a repeat. The server's
-// list includes the ClientHello of flights 1 and 3: werift's server takes
-// one arriving after the handshake for a renegotiation and starts over with
-// new keys, which WebRTC forbids (RFC 8827), so a late copy would end a
-// working connection.
+// list includes the ClientHello of flight 3: werift's server takes one
+// arriving after the handshake for a renegotiation and starts over with new
+// keys, which WebRTC forbids (RFC 8827), so a late copy would end a working
+// connection. Flight 1's ClientHello (no cookie yet) is a repeat from flight
+// 4 on: werift answers one by making a new random and key pair, so a copy
+// the network delivered late would leave the flight 4 already sent, and the
+// keys the client derives from it, unusable and the handshake hung.
 const HELLO_VERIFY_REQUEST = 3;
 const CLIENT_HELLO = 1;
 const CLIENT_REPEATS = new Map([
@@ -351,10 +354,11 @@ const CLIENT_REPEATS = new Map([
 const SERVER_REPEATS = new Map(
   [CLIENT_HELLO, 11, 15, 16, 20].map((type) => [type, 6] as [number, number]),
 );
+const FIRST_CLIENT_HELLO_REPEATS_FROM = 4;
 const SERVER_HELLO_DONE = 14;
 const FINISHED = 20;
 
-type Handshake = { msg_type: number };
+type Handshake = { msg_type: number; fragment: Buffer };
 type HandshakeHandler = (assembled: Handshake[]) => Promise<void>;
 interface PatchedSocket {
   dtls: { flight: number; lastMessage: Buffer[] };
@@ -400,7 +404,9 @@ function patchDtlsRetransmission(): void {
     const guarded: HandshakeHandler = (assembled) => {
       const flight = socket.dtls.flight;
       const rest = assembled.filter((h) =>
-        flight < (repeats.get(h.msg_type) ?? Infinity)
+        flight < (repeats.get(h.msg_type) ?? Infinity) &&
+        !(!isClient && flight >= FIRST_CLIENT_HELLO_REPEATS_FROM &&
+          isFirstClientHello(h))
       );
       if (
         flight === answered && assembled.some((h) => h.msg_type === trigger)
@@ -417,4 +423,13 @@ function patchDtlsRetransmission(): void {
       set: (value: HandshakeHandler) => handler = value,
     });
   };
+}
+
+/** A ClientHello without a cookie: version (2), random (32), session id
+ * (length-prefixed), then the cookie's length (RFC 6347 4.2.1). */
+function isFirstClientHello(handshake: Handshake): boolean {
+  if (handshake.msg_type !== CLIENT_HELLO) return false;
+  const fragment = handshake.fragment;
+  const cookieLengthAt = 35 + (fragment[34] ?? 0);
+  return (fragment[cookieLengthAt] ?? 0) === 0;
 }

@@ -225,3 +225,39 @@ Deno.test("a ClientHello arriving after the handshake does not restart it", asyn
     pair.close();
   }
 });
+
+Deno.test("a late copy of the first ClientHello, reaching the server after the second, leaves the keys agreed", async () => {
+  applyWeriftPatches();
+  let firstHello: Buffer | undefined;
+  let delivered = false;
+  const clientSide: Endpoint = new Endpoint((data) => {
+    const isClientHello = records(data).some(([type, epoch, message]) =>
+      type === HANDSHAKE && epoch === 0 && message === CLIENT_HELLO
+    );
+    if (isClientHello && !firstHello) {
+      firstHello = Buffer.from(data);
+    } else if (isClientHello && !delivered) {
+      // The network reordered a retransmitted first ClientHello behind the
+      // one carrying the cookie: the server sees it while in flight 4.
+      delivered = true;
+      serverSide.onData(data);
+      serverSide.onData(firstHello!);
+      return;
+    }
+    serverSide.onData(data);
+  });
+  const serverSide: Endpoint = new Endpoint((data) => clientSide.onData(data));
+
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server, client } = pair;
+  try {
+    await pair.connect();
+    assert.ok(delivered, "the test delivered the late ClientHello");
+    const clientKeys = client.extractSessionKeys(16, 14);
+    const serverKeys = server.extractSessionKeys(16, 14);
+    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
+    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    pair.close();
+  }
+});

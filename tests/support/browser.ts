@@ -210,7 +210,7 @@ export class CallParticipant {
       async () =>
         `${JSON.stringify(await this.remoteTiles())}; connections ${
           JSON.stringify(await this.connectionStates())
-        }`,
+        }; ${JSON.stringify(await this.connectionDetails())}`,
     );
     // Two samples a while apart: decoding that has stalled after its first
     // frames would pass a single look.
@@ -248,6 +248,42 @@ export class CallParticipant {
         peerId: view.peerId,
         send: view.pcSend?.connectionState ?? null,
         receive: view.pcRecv?.connectionState ?? null,
+      };
+    });
+  }
+
+  /** Why a PeerConnection is where it is: ICE and DTLS states, candidate
+   * pairs and bytes, for an error message when media does not come. */
+  connectionDetails(): Promise<Record<string, string>> {
+    return this.page.evaluate(async () => {
+      const view = (globalThis as WithUmbrella).umbrella;
+      const describe = async (pc: RTCPeerConnection | null) => {
+        if (!pc) return "none";
+        const parts = [
+          `${pc.connectionState}, ice ${pc.iceConnectionState}/${pc.iceGatheringState}, signalling ${pc.signalingState}`,
+        ];
+        const stats = await pc.getStats();
+        // deno-lint-ignore no-explicit-any
+        stats.forEach((report: any) => {
+          if (report.type === "transport") {
+            parts.push(
+              `transport dtls ${report.dtlsState} ice ${report.iceState} in ${report.bytesReceived} B out ${report.bytesSent} B`,
+            );
+          } else if (report.type === "candidate-pair") {
+            const local = stats.get(report.localCandidateId);
+            const remote = stats.get(report.remoteCandidateId);
+            parts.push(
+              `pair ${local?.address}:${local?.port} -> ${remote?.address}:${remote?.port} ${report.state}${
+                report.nominated ? " nominated" : ""
+              } requests ${report.requestsSent}/${report.requestsReceived} responses ${report.responsesReceived}/${report.responsesSent}`,
+            );
+          }
+        });
+        return parts.join("; ");
+      };
+      return {
+        send: await describe(view.pcSend),
+        receive: await describe(view.pcRecv),
       };
     });
   }
@@ -435,7 +471,17 @@ export class Scene {
         signal: AbortSignal.timeout(5000),
       }).then((response) => response.text()).catch((error) => String(error));
       await Deno.writeTextFile(statusPath, status);
-      return `server log: ${logPath.pathname}\nserver status: ${statusPath.pathname}`;
+      // CI keeps only the test's output, so the server's complaints go in it.
+      const complaints = node.logs
+        .filter((entry) => entry.level === "warn" || entry.level === "error")
+        .slice(-15)
+        .map((entry) => `  ${JSON.stringify(entry)}`);
+      return [
+        `server log: ${logPath.pathname}`,
+        `server status: ${statusPath.pathname}`,
+        `server warnings (last ${complaints.length}):`,
+        ...complaints,
+      ].join("\n");
     }));
     return [...this.pages.map((page) => page.diagnostics()), ...saved].join(
       "\n",
