@@ -361,7 +361,13 @@ const FINISHED = 20;
 type Handshake = { msg_type: number; fragment: Buffer };
 type HandshakeHandler = (assembled: Handshake[]) => Promise<void>;
 interface PatchedSocket {
-  dtls: { flight: number; lastMessage: Buffer[] };
+  dtls: {
+    flight: number;
+    epoch: number;
+    recordSequenceNumber: number;
+    lastMessage: Buffer[];
+    handshakeCache: Record<number, { data: Handshake[] } | undefined>;
+  };
   transport: { send(data: Buffer): Promise<unknown> };
 }
 
@@ -376,6 +382,14 @@ interface PatchedSocket {
  * authentication while the connection looks healthy. Per RFC 6347 4.2.4 a
  * repeated flight only means the peer missed our answer, so it is answered
  * by resending that flight and changes nothing.
+ *
+ * A copy can also arrive before we have answered: werift's server handles
+ * a flight's messages as they come and finishes the first copy's Finished
+ * asynchronously, so a resent ClientKeyExchange taken in between computes
+ * the master secret again, over a log that now holds CertificateVerify and
+ * Finished, and flight 6 goes out under keys the client does not have. A
+ * message of the peer's key exchange flight already logged is therefore
+ * dropped whatever our own flight.
  *
  * The client also sees the server's HelloVerifyRequest again when its
  * ClientHello was retransmitted before the first one was answered (a busy
@@ -396,15 +410,20 @@ function patchDtlsRetransmission(): void {
   prototype.setupExtensions = function (this: DtlsSocket) {
     setupExtensions.call(this);
     const socket = this as unknown as PatchedSocket;
+    keepSequenceRising(socket.dtls);
     const isClient = this instanceof DtlsClient;
     const repeats = isClient ? CLIENT_REPEATS : SERVER_REPEATS;
     const answered = isClient ? 5 : 6;
+    // Where werift files the messages of the peer's key exchange flight.
+    const peerFlight = isClient ? 4 : 5;
     const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
     let handler: HandshakeHandler = () => Promise.resolve();
     const guarded: HandshakeHandler = (assembled) => {
       const flight = socket.dtls.flight;
+      const received = socket.dtls.handshakeCache[peerFlight]?.data;
       const rest = assembled.filter((h) =>
         flight < (repeats.get(h.msg_type) ?? Infinity) &&
+        !received?.some((seen) => seen.msg_type === h.msg_type) &&
         !(!isClient && flight >= FIRST_CLIENT_HELLO_REPEATS_FROM &&
           isFirstClientHello(h))
       );
@@ -423,6 +442,28 @@ function patchDtlsRetransmission(): void {
       set: (value: HandshakeHandler) => handler = value,
     });
   };
+}
+
+/**
+ * werift sends its Finished as the first record of epoch 1 with the next
+ * sequence number of epoch 0, then restarts the count at 0: its next
+ * records in epoch 1 (the data channel's) reuse those numbers. AES-GCM then
+ * sees a nonce twice under one key, and a peer that missed the Finished
+ * drops its resend as a replay and never completes. Within an epoch the
+ * number now only rises (RFC 6347 4.1).
+ */
+function keepSequenceRising(
+  dtls: { epoch: number; recordSequenceNumber: number },
+): void {
+  let sequence = dtls.recordSequenceNumber;
+  Object.defineProperty(dtls, "recordSequenceNumber", {
+    configurable: true,
+    enumerable: true,
+    get: () => sequence,
+    set: (value: number) => {
+      sequence = dtls.epoch > 0 ? Math.max(sequence, value) : value;
+    },
+  });
 }
 
 /** A ClientHello without a cookie: version (2), random (32), session id

@@ -3,8 +3,10 @@
 // server's flight 4 is delivered twice, the copy just before its Finished;
 // the client answers the copy by resending flight 5, which the server then
 // sees twice. The server's HelloVerifyRequest, answering a ClientHello the
-// client retransmitted, reaches a client already past it. And copies of the
-// ClientHellos reach the server after the handshake.
+// client retransmitted, reaches a client already past it. Copies of the
+// ClientHellos reach the server during and after the handshake, and a copy
+// of flight 5 while the server is answering the first. Records after the
+// handshake keep their sequence numbers unique.
 import assert from "node:assert/strict";
 import {
   CipherContext,
@@ -39,6 +41,7 @@ class Endpoint {
 const HANDSHAKE = 22;
 const CHANGE_CIPHER_SPEC = 20;
 const FLIGHT_4 = new Set([2, 11, 12, 13, 14]);
+const FLIGHT_5 = new Set([11, 15, 16]);
 const HELLO_VERIFY_REQUEST = 3;
 const CLIENT_HELLO = 1;
 
@@ -257,6 +260,85 @@ Deno.test("a late copy of the first ClientHello, reaching the server after the s
     const serverKeys = server.extractSessionKeys(16, 14);
     assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
     assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    pair.close();
+  }
+});
+
+Deno.test("a copy of flight 5 reaching the server while it answers the first leaves the keys agreed", async () => {
+  applyWeriftPatches();
+  const flight5: Buffer[] = [];
+  let copied = false;
+  const clientSide: Endpoint = new Endpoint((data) => {
+    const kinds = records(data);
+    const isFinished = kinds.some(([, epoch]) => epoch === 1);
+    if (!isFinished && kinds.some(([type]) => type !== HANDSHAKE)) {
+      flight5.push(Buffer.from(data)); // ChangeCipherSpec
+    } else if (
+      kinds.some(([type, , message]) =>
+        type === HANDSHAKE && FLIGHT_5.has(message)
+      )
+    ) {
+      flight5.push(Buffer.from(data));
+    }
+    serverSide.onData(data);
+    // The client timed out and resent flight 5; the copy arrives while the
+    // server is still between the first Finished and its own flight 6.
+    if (isFinished && !copied) {
+      copied = true;
+      for (const copy of flight5) serverSide.onData(copy);
+      serverSide.onData(data);
+    }
+  });
+  const serverSide: Endpoint = new Endpoint((data) => clientSide.onData(data));
+
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server, client } = pair;
+  try {
+    await pair.connect();
+    assert.ok(copied, "the test delivered flight 5 twice");
+    const clientKeys = client.extractSessionKeys(16, 14);
+    const serverKeys = server.extractSessionKeys(16, 14);
+    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
+    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  } finally {
+    pair.close();
+  }
+});
+
+Deno.test("records after the handshake never reuse the Finished's sequence number", async () => {
+  applyWeriftPatches();
+  const seen = { client: new Set<string>(), server: new Set<string>() };
+  const repeats: string[] = [];
+  const note = (side: "client" | "server", datagram: Buffer) => {
+    for (let at = 0; at + 13 <= datagram.length;) {
+      const epoch = datagram.readUInt16BE(at + 3);
+      const sequence = datagram.readUIntBE(at + 5, 6);
+      const key = `${epoch}/${sequence}`;
+      if (epoch > 0 && seen[side].has(key)) repeats.push(`${side} ${key}`);
+      seen[side].add(key);
+      at += 13 + datagram.readUInt16BE(at + 11);
+    }
+  };
+  const clientSide: Endpoint = new Endpoint((data) => {
+    note("client", data);
+    serverSide.onData(data);
+  });
+  const serverSide: Endpoint = new Endpoint((data) => {
+    note("server", data);
+    clientSide.onData(data);
+  });
+
+  const pair = await dtlsPair(clientSide, serverSide);
+  const { server, client } = pair;
+  try {
+    await pair.connect();
+    for (let i = 0; i < 20; i++) {
+      await server.send(Buffer.from([i]));
+      await client.send(Buffer.from([i]));
+    }
+    assert.ok(seen.server.size > 20 && seen.client.size > 20);
+    assert.deepEqual(repeats, []);
   } finally {
     pair.close();
   }

@@ -28,6 +28,7 @@ Deno.test("three participants each receive exactly the other two participants' f
           [...c.received.values()].every((t) => t.packets >= 20)
         ),
       20_000,
+      () => clients.map((c) => c.describe()).join("\n"),
     );
     for (const [i, client] of clients.entries()) {
       assert.equal(
@@ -102,6 +103,8 @@ Deno.test("a participant who leaves has its tracks withdrawn from the others", a
       () =>
         b.received.size === 2 &&
         [...b.received.values()].every((t) => t.packets > 5),
+      undefined,
+      () => b.describe(),
     );
     const ids = [...b.announced.keys()];
     await a.close("leaving");
@@ -140,6 +143,8 @@ Deno.test("a track unsubscribed while an offer is outstanding is never sent", as
     await waitFor(
       "b to receive audio",
       () => (b.received.get(audio)?.packets ?? 0) > 10,
+      undefined,
+      () => b.describe(),
     );
     // Room for a late renegotiation to (wrongly) add the video.
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -163,6 +168,8 @@ Deno.test("a participant whose ICE dies is cleaned up within 10 s and the others
     await waitFor(
       "media both ways",
       () => a.received.size === 1 && b.received.size === 2,
+      undefined,
+      () => `${a.describe()}\n${b.describe()}`,
     );
     const ids = [...b.announced.keys()];
     const cutAt = performance.now();
@@ -197,7 +204,12 @@ Deno.test("hostile frames close only their own connection, with a reason, while 
   const watcher = await WeriftClient.connect(server.wsUrl, "watcher");
   try {
     await publisher.publish({ audio: true, video: "vp8", tag: 0 });
-    await waitFor("watcher receives media", () => watcher.received.size === 2);
+    await waitFor(
+      "watcher receives media",
+      () => watcher.received.size === 2,
+      undefined,
+      () => watcher.describe(),
+    );
     const cases: [string, Uint8Array | string, number, RegExp][] = [
       [
         "garbage bytes",

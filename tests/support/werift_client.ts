@@ -11,6 +11,7 @@ import {
 import { decodeEnvelope, encodeEnvelope } from "../../proto/codec.ts";
 import {
   type Envelope,
+  MediaKind,
   type Notice,
   PeerKind,
   PROTOCOL_VERSION,
@@ -70,15 +71,21 @@ export interface PublishOptions {
   keyframeIntervalFrames?: number;
 }
 
+/** Polls `condition` every 50 ms; the error names what was awaited and,
+ * when `lastSeen` is given, what there was instead. */
 export async function waitFor(
   what: string,
   condition: () => boolean,
   timeoutMs = 15_000,
+  lastSeen?: () => string,
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!condition()) {
     if (performance.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      const seen = lastSeen ? `; last seen:\n${lastSeen()}` : "";
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${seen}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -427,6 +434,23 @@ export class WeriftClient {
     for (const pc of [this.#sendPc, this.#recvPc]) {
       for (const transport of pc?.iceTransports ?? []) await transport.stop();
     }
+  }
+
+  /** Where this client stands, for a test's failure message: its
+   * connections' states and the packets of each track received. */
+  describe(): string {
+    const state = (pc: RTCPeerConnection | undefined) =>
+      pc ? `${pc.connectionState} (ice ${pc.iceConnectionState})` : "none";
+    const tracks = [...this.received.values()].map((track) =>
+      `${
+        track.info.kind === MediaKind.Audio ? "audio" : "video"
+      } from ${track.info.participantId}: ${track.packets} packets`
+    );
+    return `${this.name} (${this.peerId}): send ${
+      state(this.#sendPc)
+    }, receive ${state(this.#recvPc)}; ${tracks.length} tracks received${
+      tracks.length ? ` (${tracks.join(", ")})` : ""
+    }`;
   }
 
   async close(reason = "test done"): Promise<void> {
