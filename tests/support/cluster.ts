@@ -122,6 +122,7 @@ export async function waitForFlow(
         )
       ),
     timeoutMs,
+    () => clients.map((c) => c.describe()).join("\n"),
   );
 }
 
