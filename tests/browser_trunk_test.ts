@@ -56,6 +56,11 @@ Deno.test("Chromium at site A and Chromium at site B, linked by a trunk, decode 
       await bob.expectStaysInCall(10_000);
       assert.deepEqual(await bob.remoteTiles(), []);
       await scene.screenshot(bob.browserPage, "bob-after-alice-left");
+
+      // Someone new arrives: Bob's connection, with every media section
+      // stopped meanwhile, takes the new tracks into recycled sections.
+      const carol = await scene.join("Carol", "publish", a);
+      await bob.expectMediaFrom([carol]);
     });
   } finally {
     await browser.close();
