@@ -69,6 +69,16 @@ async function certificate() {
   return { cert: certPem, key: keyPem, signatureHash };
 }
 
+/** Both sides derived the same SRTP keys and salts, each its own way. */
+function assertKeysAgree(client: DtlsClient, server: DtlsServer): void {
+  const clientKeys = client.extractSessionKeys(16, 14);
+  const serverKeys = server.extractSessionKeys(16, 14);
+  assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
+  assert.deepEqual(clientKeys.localSalt, serverKeys.remoteSalt);
+  assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+  assert.deepEqual(clientKeys.remoteSalt, serverKeys.localSalt);
+}
+
 /** A DTLS server and client over the two endpoints; `connect()` runs the
  * handshake and resolves once both sides report it done (10 s at most). */
 async function dtlsPair(clientSide: Endpoint, serverSide: Endpoint) {
@@ -143,11 +153,7 @@ Deno.test("repeated DTLS flights (server flight 4 after our flight 5, client fli
     // Anything the client does about the copy of flight 4 runs after its
     // handshake handlers' own waits (up to a few hundred ms).
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    const clientKeys = client.extractSessionKeys(16, 14);
-    const serverKeys = server.extractSessionKeys(16, 14);
-    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
-    assert.deepEqual(clientKeys.localSalt, serverKeys.remoteSalt);
-    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+    assertKeysAgree(client, server);
   } finally {
     pair.close();
   }
@@ -183,10 +189,7 @@ Deno.test("a repeated HelloVerifyRequest neither fails the client nor changes th
     await pair.connect();
     assert.ok(repeated, "the test repeated the HelloVerifyRequest");
     assert.deepEqual(errors, []);
-    const clientKeys = client.extractSessionKeys(16, 14);
-    const serverKeys = server.extractSessionKeys(16, 14);
-    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
-    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
+    assertKeysAgree(client, server);
   } finally {
     pair.close();
   }
@@ -229,81 +232,85 @@ Deno.test("a ClientHello arriving after the handshake does not restart it", asyn
   }
 });
 
+/** Endpoints whose client-to-server datagrams go through `route`, which
+ * hands on (or holds back, or repeats) each with `deliver`. */
+function routedFromClient(route: (data: Buffer, deliver: Deliver) => void) {
+  const deliver = (data: Buffer) => serverSide.onData(data);
+  const clientSide: Endpoint = new Endpoint((data) => route(data, deliver));
+  const serverSide: Endpoint = new Endpoint((data) => clientSide.onData(data));
+  return { clientSide, serverSide };
+}
+
+/** Runs the handshake over the endpoints, checks that the test's meddling
+ * (`happened`) took place and that both sides derived the same keys. */
+async function expectKeysAgreed(
+  { clientSide, serverSide }: { clientSide: Endpoint; serverSide: Endpoint },
+  happened: () => boolean,
+  meddling: string,
+): Promise<void> {
+  const pair = await dtlsPair(clientSide, serverSide);
+  try {
+    await pair.connect();
+    assert.ok(happened(), `the test ${meddling}`);
+    assertKeysAgree(pair.client, pair.server);
+  } finally {
+    pair.close();
+  }
+}
+
 Deno.test("a late copy of the first ClientHello, reaching the server after the second, leaves the keys agreed", async () => {
   applyWeriftPatches();
   let firstHello: Buffer | undefined;
   let delivered = false;
-  const clientSide: Endpoint = new Endpoint((data) => {
+  const endpoints = routedFromClient((data, deliver) => {
     const isClientHello = records(data).some(([type, epoch, message]) =>
       type === HANDSHAKE && epoch === 0 && message === CLIENT_HELLO
     );
-    if (isClientHello && !firstHello) {
+    deliver(data);
+    if (!isClientHello || delivered) return;
+    if (!firstHello) {
       firstHello = Buffer.from(data);
-    } else if (isClientHello && !delivered) {
+    } else {
       // The network reordered a retransmitted first ClientHello behind the
       // one carrying the cookie: the server sees it while in flight 4.
       delivered = true;
-      serverSide.onData(data);
-      serverSide.onData(firstHello!);
-      return;
+      deliver(firstHello);
     }
-    serverSide.onData(data);
   });
-  const serverSide: Endpoint = new Endpoint((data) => clientSide.onData(data));
-
-  const pair = await dtlsPair(clientSide, serverSide);
-  const { server, client } = pair;
-  try {
-    await pair.connect();
-    assert.ok(delivered, "the test delivered the late ClientHello");
-    const clientKeys = client.extractSessionKeys(16, 14);
-    const serverKeys = server.extractSessionKeys(16, 14);
-    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
-    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
-  } finally {
-    pair.close();
-  }
+  await expectKeysAgreed(
+    endpoints,
+    () => delivered,
+    "delivered the late ClientHello",
+  );
 });
 
 Deno.test("a copy of flight 5 reaching the server while it answers the first leaves the keys agreed", async () => {
   applyWeriftPatches();
   const flight5: Buffer[] = [];
   let copied = false;
-  const clientSide: Endpoint = new Endpoint((data) => {
+  const endpoints = routedFromClient((data, deliver) => {
     const kinds = records(data);
     const isFinished = kinds.some(([, epoch]) => epoch === 1);
-    if (!isFinished && kinds.some(([type]) => type !== HANDSHAKE)) {
-      flight5.push(Buffer.from(data)); // ChangeCipherSpec
-    } else if (
+    const isChangeCipherSpec = !isFinished &&
+      kinds.some(([type]) => type !== HANDSHAKE);
+    if (
+      isChangeCipherSpec ||
       kinds.some(([type, , message]) =>
         type === HANDSHAKE && FLIGHT_5.has(message)
       )
     ) {
       flight5.push(Buffer.from(data));
     }
-    serverSide.onData(data);
+    deliver(data);
     // The client timed out and resent flight 5; the copy arrives while the
     // server is still between the first Finished and its own flight 6.
     if (isFinished && !copied) {
       copied = true;
-      for (const copy of flight5) serverSide.onData(copy);
-      serverSide.onData(data);
+      for (const copy of flight5) deliver(copy);
+      deliver(data);
     }
   });
-  const serverSide: Endpoint = new Endpoint((data) => clientSide.onData(data));
-
-  const pair = await dtlsPair(clientSide, serverSide);
-  const { server, client } = pair;
-  try {
-    await pair.connect();
-    assert.ok(copied, "the test delivered flight 5 twice");
-    const clientKeys = client.extractSessionKeys(16, 14);
-    const serverKeys = server.extractSessionKeys(16, 14);
-    assert.deepEqual(clientKeys.localKey, serverKeys.remoteKey);
-    assert.deepEqual(clientKeys.remoteKey, serverKeys.localKey);
-  } finally {
-    pair.close();
-  }
+  await expectKeysAgreed(endpoints, () => copied, "delivered flight 5 twice");
 });
 
 Deno.test("records after the handshake never reuse the Finished's sequence number", async () => {
