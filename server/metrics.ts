@@ -208,6 +208,18 @@ export function renderMetrics(
     "JavaScript heap in use.",
   );
   lines.push(`umbrella_process_heap_used_bytes ${memory.heapUsed}`);
+  family(
+    "umbrella_process_heap_total_bytes",
+    "gauge",
+    "JavaScript heap reserved, in use or not.",
+  );
+  lines.push(`umbrella_process_heap_total_bytes ${memory.heapTotal}`);
+  family(
+    "umbrella_process_external_memory_bytes",
+    "gauge",
+    "Memory outside the JavaScript heap held by its objects (buffers).",
+  );
+  lines.push(`umbrella_process_external_memory_bytes ${memory.external}`);
   return lines.join("\n") + "\n";
 }
 

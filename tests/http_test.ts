@@ -20,6 +20,8 @@ Deno.test("healthz, metrics and status answer", async () => {
         "umbrella_bytes_out_total",
         "umbrella_forwarding_errors_total",
         "umbrella_process_resident_memory_bytes",
+        "umbrella_process_heap_total_bytes",
+        "umbrella_process_external_memory_bytes",
       ]
     ) {
       assert.match(metrics, new RegExp(`^# TYPE ${name} `, "m"), name);
