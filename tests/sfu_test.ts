@@ -123,6 +123,68 @@ Deno.test("a participant who leaves has its tracks withdrawn from the others", a
   }
 });
 
+Deno.test("participants coming and going leave no peers, tracks or sockets behind", async () => {
+  const server = await startServer({ logLevel: "info" });
+  const openFiles = () =>
+    [...Deno.readDirSync(`/proc/${server.pid}/fd`)].length;
+  const round = async (n: number) => {
+    const clients: WeriftClient[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const client = await WeriftClient.connect(server.wsUrl, `r${n}-${i}`);
+        clients.push(client);
+        if (i < 2) await client.publish({ audio: true, tag: i * 16 });
+      }
+      await waitFor(
+        "every participant to receive the others' audio",
+        () =>
+          clients.every((c, i) =>
+            c.received.size === (i < 2 ? 1 : 2) &&
+            [...c.received.values()].every((t) => t.packets > 5)
+          ),
+        undefined,
+        () => clients.map((c) => c.describe()).join("\n"),
+      );
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    // Leaving is seen at once, but a lost close may take the server's
+    // silence watchdog: poll for up to 10 s.
+    const statusNow = async () =>
+      await (await fetch(`${server.origin}/api/status`)).json();
+    const deadline = performance.now() + 10_000;
+    let status = await statusNow();
+    while (
+      (status.peers.length > 0 || status.tracks.length > 0) &&
+      performance.now() < deadline
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      status = await statusNow();
+    }
+    assert.deepEqual(
+      [status.peers, status.tracks],
+      [[], []],
+      "the server forgot everyone",
+    );
+  };
+  try {
+    // The first round settles what stays open for good (listeners, the
+    // runtime's own descriptors); each later one must give back all it took.
+    await round(0);
+    const settled = openFiles();
+    for (let n = 1; n <= 3; n++) await round(n);
+    // A closed socket's descriptor may outlive its close event briefly.
+    await waitFor(
+      `open file descriptors back to ${settled} after 3 more rounds`,
+      () => openFiles() <= settled,
+      5000,
+      () => `${openFiles()} open`,
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
 Deno.test("a track unsubscribed while an offer is outstanding is never sent", async () => {
   const server = await startServer();
   const a = await WeriftClient.connect(server.wsUrl, "a");
