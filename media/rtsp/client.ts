@@ -33,6 +33,11 @@ import { parseRtspUrl, redactRtspUrl, type RtspUrl } from "./url.ts";
 export type RtspTransportMode = "tcp" | "udp";
 
 /** A failure worth showing to the operator as it is. */
+/** A timeout in words: "2 s", or "500 ms" below a second. */
+function duration(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 1000)} s`;
+}
+
 export class RtspClientError extends Error {
   override name = "RtspClientError";
 }
@@ -126,8 +131,8 @@ class Connection {
       this.#pending.delete(cseq);
       const error = new RtspClientError(
         `timeout: the camera did not answer ${what} within ${
-          Math.round(timeoutMs / 1000)
-        } s`,
+          duration(timeoutMs)
+        }`,
       );
       reject(error);
       this.end(error);
@@ -250,6 +255,7 @@ export class RtspClient {
   #timers: ReturnType<typeof setInterval>[] = [];
   #lastMediaAtMs = 0;
   #closed = false;
+  #closedBy: Error | undefined;
   readonly #ended = Promise.withResolvers<Error>();
 
   constructor(url: string, options: RtspClientOptions = {}) {
@@ -336,6 +342,12 @@ export class RtspClient {
         }`;
       } else {
         udp = await bindUdpPair(connection.localAddress);
+        if (this.#closed) {
+          // close() has already closed the pairs it knew of.
+          udp.rtp.close();
+          udp.rtcp.close();
+          throw this.#closedBy!;
+        }
         this.#udp.push(udp);
         transport =
           `RTP/AVP;unicast;client_port=${udp.rtp.address().port}-${udp.rtcp.address().port}`;
@@ -383,6 +395,9 @@ export class RtspClient {
       Range: "npt=0.000-",
     });
     expectSuccess("PLAY", response, this.#url);
+    // Whatever followed the answer (junk, a dropped connection) may have
+    // closed the session already: timers started now would run forever.
+    if (this.#closed) throw this.#closedBy!;
     this.#sendReceiverReports();
     const keepAliveMs = Math.max(1, this.#session!.timeoutSec / 2) * 1000;
     this.#timers.push(
@@ -396,8 +411,8 @@ export class RtspClient {
           connection.end(
             new RtspClientError(
               `timeout: no media from the camera for ${
-                Math.round(this.#mediaTimeoutMs / 1000)
-              } s${
+                duration(this.#mediaTimeoutMs)
+              }${
                 this.#transport === "udp"
                   ? " (a firewall may be blocking RTP over UDP: try TCP)"
                   : ""
@@ -436,6 +451,7 @@ export class RtspClient {
     const error = typeof reason === "string"
       ? new RtspClientError(reason)
       : reason;
+    this.#closedBy = error;
     this.#connection?.end(error);
     this.#ended.resolve(error);
   }
@@ -455,8 +471,8 @@ export class RtspClient {
         reject(
           new RtspClientError(
             `timeout: no answer from ${where} within ${
-              Math.round(this.#timeoutMs / 1000)
-            } s (is the camera on and reachable?)`,
+              duration(this.#timeoutMs)
+            } (is the camera on and reachable?)`,
           ),
         );
       }, this.#timeoutMs);
