@@ -188,12 +188,15 @@ export class SignallingSession implements RouterPeer {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
-    if (this.kind === "node") videoShedding.unprotect(this.id);
+    if (this.kind === "node") {
+      videoShedding.unprotect(this.id);
+      // Routed tracks fail over before the router drops this peer's tracks;
+      // done even without a peer, as the link is added before it is made.
+      this.#context.trunks.removeLink(this.id);
+    }
     if (this.#peer) {
       if (this.kind === "node") {
         this.#log.info("trunk closed", { site: this.remoteSite, reason });
-        // Routed tracks fail over before the router drops this peer's tracks.
-        this.#context.trunks.removeLink(this.id);
       } else {
         this.#log.info("participant left", { name: this.name, reason });
       }
