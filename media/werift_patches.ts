@@ -97,6 +97,7 @@ export function applyWeriftPatches(): PatchStatus {
   patchDtlsRetransmission();
   patchUdpSends(sendQueue, native);
   patchDefaultStunServer();
+  patchSocketsBoundAfterClose();
   applyNativeX25519();
   return applied;
 }
@@ -119,6 +120,48 @@ function patchDefaultStunServer(): void {
     apply.call(this);
     if (this.options.stunServer === undefined) this.stunServer = undefined;
   };
+}
+
+/**
+ * werift's ICE gathering binds a socket for each address (probing a port
+ * range one port at a time) and only then lists it among the connection's
+ * protocols, which close() closes. A connection closed while a socket was
+ * still binding (a participant gone within moments of joining, a trunk
+ * dropped mid-setup) left that socket open for good, holding a port of the
+ * range and, here, a duplicate descriptor for the native sender. Such a
+ * socket is now closed as soon as it is bound, and the gathering of that
+ * candidate fails as the connection is closed anyway.
+ */
+function patchSocketsBoundAfterClose(): void {
+  const prototype = Connection.prototype as unknown as {
+    ensureProtocol(this: ClosableConnection, protocol: GatheredProtocol): void;
+  };
+  const ensureProtocol = prototype.ensureProtocol;
+  if (typeof ensureProtocol !== "function") {
+    throw new Error(
+      "werift changed: Connection.prototype.ensureProtocol is gone; media/werift_patches.ts needs updating",
+    );
+  }
+  prototype.ensureProtocol = function (this, protocol) {
+    ensureProtocol.call(this, protocol);
+    const connectionMade = protocol.connectionMade;
+    protocol.connectionMade = async (...args: unknown[]) => {
+      await connectionMade.apply(protocol, args);
+      if (this.state === "closed") {
+        await protocol.close?.();
+        throw new Error("the ICE connection closed while gathering");
+      }
+    };
+  };
+}
+
+interface ClosableConnection {
+  state: string;
+}
+
+interface GatheredProtocol {
+  connectionMade(...args: unknown[]): Promise<void>;
+  close?(): Promise<void>;
 }
 
 interface ConnectionServers {
