@@ -22,6 +22,20 @@ async function main(): Promise<number> {
   }
   setLogLevel(config.logLevel);
   setLogFormat(config.logFormat);
+  // A rejection or exception nobody handled is a bug, but one session's bug
+  // must not end every other call on the node: say so loudly and go on.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    log.error("unhandled rejection; this is a bug, the server goes on", {
+      error: event.reason,
+    });
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    log.error("uncaught exception; this is a bug, the server goes on", {
+      error: event.error,
+    });
+  });
 
   const node = await startNode(config);
   const scheme = config.cloud ? "http" : "https";

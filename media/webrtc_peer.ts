@@ -388,6 +388,11 @@ export class WebRtcPeer {
 
   // ---- subscribing: our send PeerConnection ----
 
+  /** Subscriptions in place and asked for. */
+  get subscriptionCount(): number {
+    return this.#subscriptions.size + this.#wanted.size;
+  }
+
   subscribe(trackIds: string[]): void {
     for (const trackId of trackIds) {
       if (!this.#subscriptions.has(trackId)) this.#wanted.add(trackId);
@@ -517,6 +522,17 @@ export class WebRtcPeer {
     if (!leg || !this.#negotiating) {
       throw new Error("answer received but no offer is outstanding");
     }
+    // werift takes an answer for other sections than were offered, and the
+    // connection then fails later with a reason that hides the cause.
+    const offered = mediaSectionIds(leg.pc.localDescription?.sdp ?? "");
+    const answered = mediaSectionIds(sdp);
+    if (answered !== offered) {
+      throw new Error(
+        `the answer's media sections (${
+          answered || "none"
+        }) are not the offer's (${offered})`,
+      );
+    }
     await leg.pc.setRemoteDescription({ type: "answer", sdp });
     this.#negotiating = false;
     for (const [trackId, { consumer, transceiver }] of this.#subscriptions) {
@@ -629,4 +645,10 @@ export function codecFor(description: TrackDescription): RTCRtpCodecParameters {
     rtcpFeedback: match?.rtcpFeedback ?? [],
     parameters: description.fmtp || match?.parameters,
   });
+}
+
+/** The mids of an SDP's media sections, in order. */
+function mediaSectionIds(sdp: string): string {
+  return Array.from(sdp.matchAll(/^a=mid:(\S+)/gm), (match) => match[1])
+    .join(" ");
 }

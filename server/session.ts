@@ -89,12 +89,25 @@ export const CloseCode = {
   mediaFailed: 4010,
   shuttingDown: 4011,
   atCapacity: 4012,
+  tooManyMessages: 4013,
 } as const;
 
 const SILENCE_CLOSE_MS = 30_000;
 const PING_INTERVAL_MS = 10_000;
 const MAX_IDS_PER_MESSAGE = 256;
 const MAX_TRACKS_PER_OFFER = 64;
+/** Media sections in an offer: its tracks plus a few rejected or inactive
+ * ones. Unbundled sections each cost the server a transport and sockets. */
+const MAX_SECTIONS_PER_OFFER = MAX_TRACKS_PER_OFFER + 16;
+const MAX_ID_LENGTH = 256;
+/** Subscriptions of one peer, in place or asked for: each is a media
+ * section of the offers the server makes it, which must stay well under
+ * the frame limit (a meeting of 100 needs 198). */
+const MAX_SUBSCRIPTIONS_PER_PEER = 256;
+/** Messages a peer may send: a burst, then this many a second. Far above
+ * what a page or a trunk sends; a flood would slow every other session. */
+const MESSAGE_BURST = 1000;
+const MESSAGES_PER_SECOND = 200;
 const MAX_NAME_LENGTH = 64;
 const MAX_PATH_LENGTH = 32;
 
@@ -142,6 +155,7 @@ export class SignallingSession implements RouterPeer {
   #peer: WebRtcPeer | undefined;
   #queue: Promise<void> = Promise.resolve();
   #lastHeardMs = performance.now();
+  #messageAllowance = MESSAGE_BURST;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   /** Tracks announced to a remote node, so withdrawals are only sent for them. */
@@ -208,7 +222,19 @@ export class SignallingSession implements RouterPeer {
 
   #onFrame(data: Uint8Array | string): void {
     if (this.#closed) return;
-    this.#lastHeardMs = performance.now();
+    const now = performance.now();
+    this.#messageAllowance = Math.min(
+      MESSAGE_BURST,
+      this.#messageAllowance +
+        (now - this.#lastHeardMs) * MESSAGES_PER_SECOND / 1000,
+    ) - 1;
+    this.#lastHeardMs = now;
+    if (this.#messageAllowance < 0) {
+      const reason = `more than ${MESSAGES_PER_SECOND} messages a second`;
+      this.#log.warn("closing a connection that floods messages", { reason });
+      this.close(CloseCode.tooManyMessages, reason);
+      return;
+    }
     if (typeof data === "string") {
       this.close(
         CloseCode.textFrame,
@@ -255,23 +281,52 @@ export class SignallingSession implements RouterPeer {
         label: (binding.track?.label ?? "").slice(0, MAX_NAME_LENGTH),
         muted: binding.track?.muted ?? false,
       }));
-      await peer.handleOffer(requireSdp(message.offer.sdp), bindings);
+      requireDistinct(bindings.map((binding) => binding.mid), "offer mid");
+      requireDistinct(
+        bindings.map((binding) => binding.localId),
+        "offer track id",
+      );
+      const sdp = requireSdp(message.offer.sdp);
+      const sections = sdp.match(/^m=/gm)?.length ?? 0;
+      if (sections > MAX_SECTIONS_PER_OFFER) {
+        throw new ProtocolError(
+          `an offer may have at most ${MAX_SECTIONS_PER_OFFER} media sections`,
+        );
+      }
+      await peer.handleOffer(sdp, bindings);
     } else if (message.answer) {
       await peer.handleAnswer(requireSdp(message.answer.sdp));
     } else if (message.candidate) {
       const { candidate, leg, sdpMid, sdpMlineIndex } = message.candidate;
       if (!candidate) return; // end of candidates
+      if (leg !== Leg.Receive && leg !== Leg.Send) {
+        throw new ProtocolError(
+          "a candidate must say which connection it is for",
+        );
+      }
       await peer.addRemoteCandidate(leg === Leg.Receive ? "receive" : "send", {
         candidate,
         sdpMid,
         sdpMLineIndex: sdpMlineIndex ?? 0,
       });
     } else if (message.subscribe) {
-      peer.subscribe(requireIds(message.subscribe.trackIds));
+      const ids = requireIds(message.subscribe.trackIds);
+      if (peer.subscriptionCount + ids.length > MAX_SUBSCRIPTIONS_PER_PEER) {
+        throw new ProtocolError(
+          `at most ${MAX_SUBSCRIPTIONS_PER_PEER} subscriptions per peer`,
+        );
+      }
+      peer.subscribe(ids);
     } else if (message.unsubscribe) {
       peer.unsubscribe(requireIds(message.unsubscribe.trackIds));
     } else if (message.announce) {
-      for (const info of message.announce.tracks ?? []) {
+      const tracks = message.announce.tracks ?? [];
+      if (tracks.length > MAX_IDS_PER_MESSAGE) {
+        throw new ProtocolError(
+          `at most ${MAX_IDS_PER_MESSAGE} tracks per announcement`,
+        );
+      }
+      for (const info of tracks) {
         if (this.kind === "node") {
           this.#trunkAnnounced(info);
         } else if (info.id) {
@@ -576,5 +631,24 @@ function requireIds(ids: string[] | undefined): string[] {
       `at most ${MAX_IDS_PER_MESSAGE} track ids per message`,
     );
   }
+  for (const id of ids) {
+    if (id.length > MAX_ID_LENGTH) {
+      throw new ProtocolError(
+        `a track id may be at most ${MAX_ID_LENGTH} characters long`,
+      );
+    }
+  }
   return ids;
+}
+
+/** Two bindings of one offer must not share a mid or a track id: the
+ * second would be dropped, its packets failing one by one. */
+function requireDistinct(values: string[], what: string): void {
+  const seen = new Set<string>();
+  for (const value of values) {
+    if (seen.has(value)) {
+      throw new ProtocolError(`${what} ${value} is repeated`);
+    }
+    seen.add(value);
+  }
 }

@@ -272,7 +272,16 @@ Deno.test("hostile frames close only their own connection, with a reason, while 
       undefined,
       () => watcher.describe(),
     );
-    const cases: [string, Uint8Array | string, number, RegExp][] = [
+    const sections = (n: number) =>
+      "v=0\r\n" + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(n);
+    const ids = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    const cases: [
+      string,
+      Uint8Array | string | Uint8Array[],
+      number,
+      RegExp,
+    ][] = [
       [
         "garbage bytes",
         Uint8Array.from([0xff, 0xff, 0xff, 0x0f, 0x01]),
@@ -288,24 +297,80 @@ Deno.test("hostile frames close only their own connection, with a reason, while 
         4003,
         /no offer/,
       ],
+      [
+        "an offer binding one track id twice",
+        encodeEnvelope({
+          offer: {
+            sdp: sections(2),
+            tracks: [
+              { mid: "0", track: { id: "same" } },
+              { mid: "1", track: { id: "same" } },
+            ],
+          },
+        }),
+        4003,
+        /track id same is repeated/,
+      ],
+      [
+        "an offer with too many media sections",
+        encodeEnvelope({ offer: { sdp: sections(81), tracks: [] } }),
+        4003,
+        /at most 80 media sections/,
+      ],
+      [
+        "a candidate that does not say its connection",
+        encodeEnvelope({
+          candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host" },
+        }),
+        4003,
+        /which connection/,
+      ],
+      [
+        "an overlong track id",
+        encodeEnvelope({ subscribe: { trackIds: ["x".repeat(300)] } }),
+        4003,
+        /at most 256 characters/,
+      ],
+      [
+        "subscriptions beyond the limit",
+        [
+          encodeEnvelope({ subscribe: { trackIds: ids("a", 256) } }),
+          encodeEnvelope({ subscribe: { trackIds: ids("b", 1) } }),
+        ],
+        4003,
+        /at most 256 subscriptions/,
+      ],
+      [
+        "a flood of messages",
+        Array.from(
+          { length: 1500 },
+          (_, nonce) => encodeEnvelope({ ping: { nonce } }),
+        ),
+        4013,
+        /messages a second/,
+      ],
     ];
     for (const [what, frame, code, reason] of cases) {
       // It subscribes to nothing, so no message of its own races the close.
       const attacker = await WeriftClient.connect(server.wsUrl, "attacker", {
         autoSubscribe: false,
       });
-      attacker.sendRaw(frame);
+      for (const each of Array.isArray(frame) ? frame : [frame]) {
+        attacker.sendRaw(each);
+      }
       await waitFor(
         `the server to close on ${what}`,
         () => attacker.closed !== undefined,
         5000,
       );
-      if (code === 1009 && attacker.closed!.code !== 1009) {
-        // While a client is still busy with a large frame, the TCP close can
-        // overtake the close frame on its side; the server's log still
-        // holds the reason it gave.
+      if ((code === 1009 || code === 4013) && attacker.closed!.code !== code) {
+        // While a client is still busy sending a large frame or a flood, the
+        // TCP close can overtake the close frame on its side; the server's
+        // log still holds the reason it gave.
         assert.ok(
-          server.logs.some((l) => reason.test(String(l.error ?? ""))),
+          server.logs.some((l) =>
+            reason.test(String(l.error ?? l.reason ?? ""))
+          ),
           `${what}: closed with ${attacker.closed!.code} and no reason logged`,
         );
         continue;
