@@ -95,19 +95,26 @@ export const CloseCode = {
 const SILENCE_CLOSE_MS = 30_000;
 const PING_INTERVAL_MS = 10_000;
 const MAX_IDS_PER_MESSAGE = 256;
-const MAX_TRACKS_PER_OFFER = 64;
-/** Media sections in an offer: its tracks plus a few rejected or inactive
- * ones. Unbundled sections each cost the server a transport and sockets. */
-const MAX_SECTIONS_PER_OFFER = MAX_TRACKS_PER_OFFER + 16;
+/** What one peer may ask of the server. A participant's offer binds its
+ * own few tracks; a trunk's binds everything watched across the link, and
+ * its subscriptions are a whole site's view. Each subscription is a media
+ * section of the offers the server makes, and an offer must fit in a frame
+ * (MAX_FRAME_BYTES): that, not these numbers, bounds a trunk, at a few
+ * hundred tracks each way. Media sections beyond the bound tracks are
+ * rejected or recycled ones; unbundled ones each cost a transport. */
+const LIMITS = {
+  browser: { tracksPerOffer: 64, subscriptions: 256 },
+  node: { tracksPerOffer: 1024, subscriptions: 1024 },
+};
+const SPARE_SECTIONS_PER_OFFER = 16;
 const MAX_ID_LENGTH = 256;
-/** Subscriptions of one peer, in place or asked for: each is a media
- * section of the offers the server makes it, which must stay well under
- * the frame limit (a meeting of 100 needs 198). */
-const MAX_SUBSCRIPTIONS_PER_PEER = 256;
 /** Messages a peer may send: a burst, then this many a second. Far above
- * what a page or a trunk sends; a flood would slow every other session. */
-const MESSAGE_BURST = 1000;
-const MESSAGES_PER_SECOND = 200;
+ * what a page sends; a trunk announces each of a site's tracks in a message
+ * of its own when it comes up. A flood would slow every other session. */
+const MESSAGE_RATES = {
+  browser: { burst: 1000, perSecond: 200 },
+  node: { burst: 20_000, perSecond: 2000 },
+};
 const MAX_NAME_LENGTH = 64;
 const MAX_PATH_LENGTH = 32;
 
@@ -155,7 +162,7 @@ export class SignallingSession implements RouterPeer {
   #peer: WebRtcPeer | undefined;
   #queue: Promise<void> = Promise.resolve();
   #lastHeardMs = performance.now();
-  #messageAllowance = MESSAGE_BURST;
+  #messageAllowance = MESSAGE_RATES.browser.burst;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   /** Tracks announced to a remote node, so withdrawals are only sent for them. */
@@ -185,6 +192,7 @@ export class SignallingSession implements RouterPeer {
     }, PING_INTERVAL_MS);
     if (this.#dialed) {
       this.kind = "node";
+      this.#messageAllowance = MESSAGE_RATES.node.burst;
       this.#send({ hello: this.#ownHello() });
     }
   }
@@ -223,14 +231,17 @@ export class SignallingSession implements RouterPeer {
   #onFrame(data: Uint8Array | string): void {
     if (this.#closed) return;
     const now = performance.now();
+    const rate = this.kind === "node"
+      ? MESSAGE_RATES.node
+      : MESSAGE_RATES.browser;
     this.#messageAllowance = Math.min(
-      MESSAGE_BURST,
+      rate.burst,
       this.#messageAllowance +
-        (now - this.#lastHeardMs) * MESSAGES_PER_SECOND / 1000,
+        (now - this.#lastHeardMs) * rate.perSecond / 1000,
     ) - 1;
     this.#lastHeardMs = now;
     if (this.#messageAllowance < 0) {
-      const reason = `more than ${MESSAGES_PER_SECOND} messages a second`;
+      const reason = `more than ${rate.perSecond} messages a second`;
       this.#log.warn("closing a connection that floods messages", { reason });
       this.close(CloseCode.tooManyMessages, reason);
       return;
@@ -263,15 +274,20 @@ export class SignallingSession implements RouterPeer {
     );
   }
 
+  get #limits() {
+    return this.kind === "node" ? LIMITS.node : LIMITS.browser;
+  }
+
   async #handle(message: Envelope): Promise<void> {
     if (this.#closed) return;
     const peer = this.#peer;
     if (!peer) return this.#handleHello(message);
     if (message.offer) {
       const tracks = message.offer.tracks ?? [];
-      if (tracks.length > MAX_TRACKS_PER_OFFER) {
+      const limits = this.#limits;
+      if (tracks.length > limits.tracksPerOffer) {
         throw new ProtocolError(
-          `an offer may carry at most ${MAX_TRACKS_PER_OFFER} tracks`,
+          `an offer may carry at most ${limits.tracksPerOffer} tracks`,
         );
       }
       const bindings: PublishBinding[] = tracks.map((binding) => ({
@@ -288,9 +304,10 @@ export class SignallingSession implements RouterPeer {
       );
       const sdp = requireSdp(message.offer.sdp);
       const sections = sdp.match(/^m=/gm)?.length ?? 0;
-      if (sections > MAX_SECTIONS_PER_OFFER) {
+      const maxSections = limits.tracksPerOffer + SPARE_SECTIONS_PER_OFFER;
+      if (sections > maxSections) {
         throw new ProtocolError(
-          `an offer may have at most ${MAX_SECTIONS_PER_OFFER} media sections`,
+          `an offer may have at most ${maxSections} media sections`,
         );
       }
       await peer.handleOffer(sdp, bindings);
@@ -311,10 +328,9 @@ export class SignallingSession implements RouterPeer {
       });
     } else if (message.subscribe) {
       const ids = requireIds(message.subscribe.trackIds);
-      if (peer.subscriptionCount + ids.length > MAX_SUBSCRIPTIONS_PER_PEER) {
-        throw new ProtocolError(
-          `at most ${MAX_SUBSCRIPTIONS_PER_PEER} subscriptions per peer`,
-        );
+      const limit = this.#limits.subscriptions;
+      if (peer.subscriptionCount + ids.length > limit) {
+        throw new ProtocolError(`at most ${limit} subscriptions per peer`);
       }
       peer.subscribe(ids);
     } else if (message.unsubscribe) {
@@ -386,6 +402,9 @@ export class SignallingSession implements RouterPeer {
       return;
     }
     this.kind = PEER_KINDS[hello.kind ?? 0] ?? "client";
+    if (this.kind === "node") {
+      this.#messageAllowance = MESSAGE_RATES.node.burst;
+    }
     this.name = (hello.name ?? "").trim().slice(0, MAX_NAME_LENGTH) ||
       "Guest";
     // Trunks are let in: refusing one would cut off a whole site, and a
@@ -424,8 +443,14 @@ export class SignallingSession implements RouterPeer {
       inbound = context.trunks.inboundFor(this.id);
       context.trunks.addLink({
         linkId: this.id,
-        subscribe: (trackIds) => this.#send({ subscribe: { trackIds } }),
-        unsubscribe: (trackIds) => this.#send({ unsubscribe: { trackIds } }),
+        subscribe: (trackIds) =>
+          this.#sendInBatches(trackIds, (ids) => ({
+            subscribe: { trackIds: ids },
+          })),
+        unsubscribe: (trackIds) =>
+          this.#sendInBatches(trackIds, (ids) => ({
+            unsubscribe: { trackIds: ids },
+          })),
       });
     } else {
       inbound = publishedTracks(
@@ -523,6 +548,14 @@ export class SignallingSession implements RouterPeer {
   #send(message: Envelope): void {
     if (!this.#channel.open) return;
     this.#channel.send(encodeEnvelope(message));
+  }
+
+  /** A failover can move hundreds of tracks at once; the peer takes at most
+   * MAX_IDS_PER_MESSAGE ids a message. */
+  #sendInBatches(ids: string[], message: (ids: string[]) => Envelope): void {
+    for (let at = 0; at < ids.length; at += MAX_IDS_PER_MESSAGE) {
+      this.#send(message(ids.slice(at, at + MAX_IDS_PER_MESSAGE)));
+    }
   }
 
   /** A node is never told of a track whose path already contains it: it
