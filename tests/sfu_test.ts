@@ -3,8 +3,13 @@
 import assert from "node:assert/strict";
 import { metric, startServer } from "./support/server.ts";
 import { waitFor, WeriftClient } from "./support/werift_client.ts";
-import { MediaKind } from "../proto/messages.ts";
-import { encodeEnvelope } from "../proto/codec.ts";
+import {
+  type Envelope,
+  MediaKind,
+  PeerKind,
+  PROTOCOL_VERSION,
+} from "../proto/messages.ts";
+import { decodeEnvelope, encodeEnvelope } from "../proto/codec.ts";
 
 const tracksFrom = (client: WeriftClient, participantId: string) =>
   [...client.received.values()].filter((t) =>
@@ -391,6 +396,47 @@ Deno.test("hostile frames close only their own connection, with a reason, while 
     assert.equal(health.ok, true);
   } finally {
     await Promise.all([publisher.close(), watcher.close()]);
+    await server.stop();
+  }
+});
+
+Deno.test("an answer for other media sections than were offered is refused as such", async () => {
+  const server = await startServer();
+  const publisher = await WeriftClient.connect(server.wsUrl, "publisher");
+  // A bare socket: it answers the server's offer with what it likes.
+  const socket = new WebSocket(server.wsUrl);
+  socket.binaryType = "arraybuffer";
+  const messages: Envelope[] = [];
+  let closed: CloseEvent | undefined;
+  socket.onmessage = (event) =>
+    messages.push(decodeEnvelope(new Uint8Array(event.data)));
+  socket.onclose = (event) => closed = event;
+  try {
+    await new Promise((resolve) => socket.onopen = resolve);
+    socket.send(encodeEnvelope({
+      hello: {
+        protocolVersion: PROTOCOL_VERSION,
+        kind: PeerKind.Client,
+        name: "answers-wrongly",
+      },
+    }));
+    await publisher.publish({ audio: true, tag: 0 });
+    await waitFor(
+      "the publisher's track to be announced",
+      () => messages.some((m) => m.announce?.tracks?.length),
+    );
+    const trackId = messages.find((m) => m.announce)!.announce!.tracks![0].id!;
+    socket.send(encodeEnvelope({ subscribe: { trackIds: [trackId] } }));
+    await waitFor("an offer", () => messages.some((m) => m.offer));
+    socket.send(encodeEnvelope({
+      answer: { sdp: "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" },
+    }));
+    await waitFor("the server to close", () => closed !== undefined, 5000);
+    assert.equal(closed!.code, 4003);
+    assert.match(closed!.reason, /media sections \(none\) are not the offer's/);
+  } finally {
+    socket.close();
+    await publisher.close();
     await server.stop();
   }
 });
