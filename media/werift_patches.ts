@@ -378,26 +378,8 @@ export function sendRtp(
   if (!sender.send(packet, remote.host, remote.port)) sendQueue.refused++;
 }
 
-// Handshake message types (RFC 5246 7.4, RFC 6347 4.2.2) of the peer's
-// flights that each side may see again when its own answer was slow or
-// lost, with the flight of its own from which one is a repeat. The server's
-// list includes the ClientHello of flight 3: werift's server takes one
-// arriving after the handshake for a renegotiation and starts over with new
-// keys, which WebRTC forbids (RFC 8827), so a late copy would end a working
-// connection. Flight 1's ClientHello (no cookie yet) is a repeat from flight
-// 4 on: werift answers one by making a new random and key pair, so a copy
-// the network delivered late would leave the flight 4 already sent, and the
-// keys the client derives from it, unusable and the handshake hung.
-const HELLO_VERIFY_REQUEST = 3;
 const CLIENT_HELLO = 1;
-const CLIENT_REPEATS = new Map([
-  [HELLO_VERIFY_REQUEST, 3],
-  ...[2, 11, 12, 13, 14].map((type) => [type, 5] as [number, number]),
-]);
-const SERVER_REPEATS = new Map(
-  [CLIENT_HELLO, 11, 15, 16, 20].map((type) => [type, 6] as [number, number]),
-);
-const FIRST_CLIENT_HELLO_REPEATS_FROM = 4;
+const HELLO_VERIFY_REQUEST = 3;
 const SERVER_HELLO_DONE = 14;
 const FINISHED = 20;
 
@@ -430,9 +412,10 @@ interface PatchedSocket {
  * a flight's messages as they come and finishes the first copy's Finished
  * asynchronously, so a resent ClientKeyExchange taken in between computes
  * the master secret again, over a log that now holds CertificateVerify and
- * Finished, and flight 6 goes out under keys the client does not have. A
- * message of the peer's key exchange flight already logged is therefore
- * dropped whatever our own flight.
+ * Finished, and flight 6 goes out under keys the client does not have. So
+ * a message of the peer's key exchange flight that werift has already
+ * logged is dropped whenever it comes; other repeats are told by our own
+ * flight (repeatedFrom).
  *
  * The client also sees the server's HelloVerifyRequest again when its
  * ClientHello was retransmitted before the first one was answered (a busy
@@ -455,9 +438,8 @@ function patchDtlsRetransmission(): void {
     const socket = this as unknown as PatchedSocket;
     keepSequenceRising(socket.dtls);
     const isClient = this instanceof DtlsClient;
-    const repeats = isClient ? CLIENT_REPEATS : SERVER_REPEATS;
     const answered = isClient ? 5 : 6;
-    // Where werift files the messages of the peer's key exchange flight.
+    // Where werift logs the messages of the peer's key exchange flight.
     const peerFlight = isClient ? 4 : 5;
     const trigger = isClient ? SERVER_HELLO_DONE : FINISHED;
     let handler: HandshakeHandler = () => Promise.resolve();
@@ -465,10 +447,8 @@ function patchDtlsRetransmission(): void {
       const flight = socket.dtls.flight;
       const received = socket.dtls.handshakeCache[peerFlight]?.data;
       const rest = assembled.filter((h) =>
-        flight < (repeats.get(h.msg_type) ?? Infinity) &&
         !received?.some((seen) => seen.msg_type === h.msg_type) &&
-        !(!isClient && flight >= FIRST_CLIENT_HELLO_REPEATS_FROM &&
-          isFirstClientHello(h))
+        flight < repeatedFrom(h, isClient)
       );
       if (
         flight === answered && assembled.some((h) => h.msg_type === trigger)
@@ -507,6 +487,25 @@ function keepSequenceRising(
       sequence = dtls.epoch > 0 ? Math.max(sequence, value) : value;
     },
   });
+}
+
+/**
+ * Our own flight from which a message of the peer's that werift does not
+ * log with its key exchange can only be a repeat (RFC 6347 4.2.2). The
+ * client sees the HelloVerifyRequest again when its first ClientHello was
+ * resent before being answered. The server must not act on a ClientHello
+ * after flight 3's: werift takes one arriving after the handshake for a
+ * renegotiation and starts over with new keys, which WebRTC forbids (RFC
+ * 8827); and it answers flight 1's (no cookie yet) with a new random and
+ * key pair, so a late copy would leave the flight 4 already sent, and the
+ * keys the client derives from it, unusable and the handshake hung.
+ */
+function repeatedFrom(handshake: Handshake, isClient: boolean): number {
+  if (isClient) {
+    return handshake.msg_type === HELLO_VERIFY_REQUEST ? 3 : Infinity;
+  }
+  if (handshake.msg_type !== CLIENT_HELLO) return Infinity;
+  return isFirstClientHello(handshake) ? 4 : 6;
 }
 
 /** A ClientHello without a cookie: version (2), random (32), session id

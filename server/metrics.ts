@@ -174,6 +174,26 @@ export function renderMetrics(
       "Video subscriptions paused to shed load.",
       overload.videoSubscriptionsPaused,
     ],
+    [
+      "umbrella_process_resident_memory_bytes",
+      "Resident set size of the process.",
+      memory.rss,
+    ],
+    [
+      "umbrella_process_heap_used_bytes",
+      "JavaScript heap in use.",
+      memory.heapUsed,
+    ],
+    [
+      "umbrella_process_heap_total_bytes",
+      "JavaScript heap reserved, in use or not.",
+      memory.heapTotal,
+    ],
+    [
+      "umbrella_process_external_memory_bytes",
+      "Memory outside the JavaScript heap held by its objects (buffers).",
+      memory.external,
+    ],
   ];
   for (const [name, help, value] of gauges) {
     family(name, "gauge", help);
@@ -196,30 +216,6 @@ export function renderMetrics(
   );
   lines.push(`umbrella_joins_refused_total ${overload.joinsRefused}`);
 
-  family(
-    "umbrella_process_resident_memory_bytes",
-    "gauge",
-    "Resident set size of the process.",
-  );
-  lines.push(`umbrella_process_resident_memory_bytes ${memory.rss}`);
-  family(
-    "umbrella_process_heap_used_bytes",
-    "gauge",
-    "JavaScript heap in use.",
-  );
-  lines.push(`umbrella_process_heap_used_bytes ${memory.heapUsed}`);
-  family(
-    "umbrella_process_heap_total_bytes",
-    "gauge",
-    "JavaScript heap reserved, in use or not.",
-  );
-  lines.push(`umbrella_process_heap_total_bytes ${memory.heapTotal}`);
-  family(
-    "umbrella_process_external_memory_bytes",
-    "gauge",
-    "Memory outside the JavaScript heap held by its objects (buffers).",
-  );
-  lines.push(`umbrella_process_external_memory_bytes ${memory.external}`);
   return lines.join("\n") + "\n";
 }
 

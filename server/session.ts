@@ -95,26 +95,34 @@ export const CloseCode = {
 const SILENCE_CLOSE_MS = 30_000;
 const PING_INTERVAL_MS = 10_000;
 const MAX_IDS_PER_MESSAGE = 256;
-/** What one peer may ask of the server. A participant's offer binds its
- * own few tracks; a trunk's binds everything watched across the link, and
- * its subscriptions are a whole site's view. Each subscription is a media
+/**
+ * What one peer may ask of the server. A participant's offer binds its own
+ * few tracks; a trunk's binds everything watched across the link, and its
+ * subscriptions are a whole site's view. Each subscription is a media
  * section of the offers the server makes, and an offer must fit in a frame
  * (MAX_FRAME_BYTES): that, not these numbers, bounds a trunk, at a few
  * hundred tracks each way. Media sections beyond the bound tracks are
- * rejected or recycled ones; unbundled ones each cost a transport. */
+ * rejected or recycled ones; unbundled ones each cost a transport.
+ * Messages: a burst, then so many a second, far above what a page sends; a
+ * trunk announces each of a site's tracks in a message of its own when it
+ * comes up. A flood would slow every other session.
+ */
 const LIMITS = {
-  browser: { tracksPerOffer: 64, subscriptions: 256 },
-  node: { tracksPerOffer: 1024, subscriptions: 1024 },
+  browser: {
+    tracksPerOffer: 64,
+    subscriptions: 256,
+    messageBurst: 1000,
+    messagesPerSecond: 200,
+  },
+  node: {
+    tracksPerOffer: 1024,
+    subscriptions: 1024,
+    messageBurst: 20_000,
+    messagesPerSecond: 2000,
+  },
 };
 const SPARE_SECTIONS_PER_OFFER = 16;
 const MAX_ID_LENGTH = 256;
-/** Messages a peer may send: a burst, then this many a second. Far above
- * what a page sends; a trunk announces each of a site's tracks in a message
- * of its own when it comes up. A flood would slow every other session. */
-const MESSAGE_RATES = {
-  browser: { burst: 1000, perSecond: 200 },
-  node: { burst: 20_000, perSecond: 2000 },
-};
 const MAX_NAME_LENGTH = 64;
 const MAX_PATH_LENGTH = 32;
 
@@ -162,7 +170,9 @@ export class SignallingSession implements RouterPeer {
   #peer: WebRtcPeer | undefined;
   #queue: Promise<void> = Promise.resolve();
   #lastHeardMs = performance.now();
-  #messageAllowance = MESSAGE_RATES.browser.burst;
+  /** Messages sent beyond the allowed rate (a token bucket run backwards:
+   * it drains at the rate and must not pass the burst). */
+  #messageBacklog = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   /** Tracks announced to a remote node, so withdrawals are only sent for them. */
@@ -192,7 +202,6 @@ export class SignallingSession implements RouterPeer {
     }, PING_INTERVAL_MS);
     if (this.#dialed) {
       this.kind = "node";
-      this.#messageAllowance = MESSAGE_RATES.node.burst;
       this.#send({ hello: this.#ownHello() });
     }
   }
@@ -231,17 +240,15 @@ export class SignallingSession implements RouterPeer {
   #onFrame(data: Uint8Array | string): void {
     if (this.#closed) return;
     const now = performance.now();
-    const rate = this.kind === "node"
-      ? MESSAGE_RATES.node
-      : MESSAGE_RATES.browser;
-    this.#messageAllowance = Math.min(
-      rate.burst,
-      this.#messageAllowance +
-        (now - this.#lastHeardMs) * rate.perSecond / 1000,
-    ) - 1;
+    const limits = this.#limits;
+    this.#messageBacklog = Math.max(
+      0,
+      this.#messageBacklog -
+        (now - this.#lastHeardMs) * limits.messagesPerSecond / 1000,
+    ) + 1;
     this.#lastHeardMs = now;
-    if (this.#messageAllowance < 0) {
-      const reason = `more than ${rate.perSecond} messages a second`;
+    if (this.#messageBacklog > limits.messageBurst) {
+      const reason = `more than ${limits.messagesPerSecond} messages a second`;
       this.#log.warn("closing a connection that floods messages", { reason });
       this.close(CloseCode.tooManyMessages, reason);
       return;
@@ -402,9 +409,6 @@ export class SignallingSession implements RouterPeer {
       return;
     }
     this.kind = PEER_KINDS[hello.kind ?? 0] ?? "client";
-    if (this.kind === "node") {
-      this.#messageAllowance = MESSAGE_RATES.node.burst;
-    }
     this.name = (hello.name ?? "").trim().slice(0, MAX_NAME_LENGTH) ||
       "Guest";
     // Trunks are let in: refusing one would cut off a whole site, and a

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { metric, startServer } from "./support/server.ts";
 import { waitFor, WeriftClient } from "./support/werift_client.ts";
+import { openFiles } from "./support/leak_scenarios.ts";
 import {
   type Envelope,
   MediaKind,
@@ -130,8 +131,6 @@ Deno.test("a participant who leaves has its tracks withdrawn from the others", a
 
 Deno.test("participants coming and going leave no peers, tracks or sockets behind", async () => {
   const server = await startServer({ logLevel: "info" });
-  const openFiles = () =>
-    [...Deno.readDirSync(`/proc/${server.pid}/fd`)].length;
   const round = async (n: number) => {
     const clients: WeriftClient[] = [];
     try {
@@ -176,14 +175,14 @@ Deno.test("participants coming and going leave no peers, tracks or sockets behin
     // The first round settles what stays open for good (listeners, the
     // runtime's own descriptors); each later one must give back all it took.
     await round(0);
-    const settled = openFiles();
+    const settled = openFiles(server.pid);
     for (let n = 1; n <= 3; n++) await round(n);
     // A closed socket's descriptor may outlive its close event briefly.
     await waitFor(
       `open file descriptors back to ${settled} after 3 more rounds`,
-      () => openFiles() <= settled,
+      () => openFiles(server.pid) <= settled,
       5000,
-      () => `${openFiles()} open`,
+      () => `${openFiles(server.pid)} open`,
     );
   } finally {
     await server.stop();

@@ -33,13 +33,13 @@ import { parseRtspUrl, redactRtspUrl, type RtspUrl } from "./url.ts";
 export type RtspTransportMode = "tcp" | "udp";
 
 /** A failure worth showing to the operator as it is. */
+export class RtspClientError extends Error {
+  override name = "RtspClientError";
+}
+
 /** A timeout in words: "2 s", or "500 ms" below a second. */
 function duration(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 1000)} s`;
-}
-
-export class RtspClientError extends Error {
-  override name = "RtspClientError";
 }
 
 export interface RtspClientOptions {
@@ -254,7 +254,7 @@ export class RtspClient {
   #sink: RtspMediaSink | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #lastMediaAtMs = 0;
-  #closed = false;
+  /** Why the session ended, once it has. */
   #closedBy: Error | undefined;
   readonly #ended = Promise.withResolvers<Error>();
 
@@ -342,11 +342,11 @@ export class RtspClient {
         }`;
       } else {
         udp = await bindUdpPair(connection.localAddress);
-        if (this.#closed) {
+        if (this.#closedBy) {
           // close() has already closed the pairs it knew of.
           udp.rtp.close();
           udp.rtcp.close();
-          throw this.#closedBy!;
+          throw this.#closedBy;
         }
         this.#udp.push(udp);
         transport =
@@ -397,7 +397,7 @@ export class RtspClient {
     expectSuccess("PLAY", response, this.#url);
     // Whatever followed the answer (junk, a dropped connection) may have
     // closed the session already: timers started now would run forever.
-    if (this.#closed) throw this.#closedBy!;
+    if (this.#closedBy) throw this.#closedBy;
     this.#sendReceiverReports();
     const keepAliveMs = Math.max(1, this.#session!.timeoutSec / 2) * 1000;
     this.#timers.push(
@@ -427,7 +427,7 @@ export class RtspClient {
   /** Ends the session politely (bounded wait for the camera's answer). */
   async teardown(): Promise<void> {
     const connection = this.#connection;
-    if (connection && this.#session && !this.#closed) {
+    if (connection && this.#session && !this.#closedBy) {
       const url = resolveControlUrl(
         this.#baseUrl,
         this.#description?.sdp.sessionControl ?? "",
@@ -441,17 +441,16 @@ export class RtspClient {
 
   /** Ends the session at once. */
   close(reason: string | Error = "closed"): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#closedBy) return;
+    const error = typeof reason === "string"
+      ? new RtspClientError(reason)
+      : reason;
+    this.#closedBy = error;
     for (const timer of this.#timers) clearInterval(timer);
     for (const pair of this.#udp) {
       pair.rtp.close();
       pair.rtcp.close();
     }
-    const error = typeof reason === "string"
-      ? new RtspClientError(reason)
-      : reason;
-    this.#closedBy = error;
     this.#connection?.end(error);
     this.#ended.resolve(error);
   }
@@ -487,7 +486,7 @@ export class RtspClient {
     } finally {
       clearTimeout(timer);
     }
-    if (this.#closed) {
+    if (this.#closedBy) {
       conn.close();
       throw new RtspClientError("closed");
     }

@@ -23,7 +23,11 @@ export async function runLeakScenario(name: string): Promise<unknown> {
   return JSON.parse(decoder.decode(stdout));
 }
 
-const openFiles = () => [...Deno.readDirSync("/proc/self/fd")].length;
+/** How many descriptors a process (this one by default) has open. */
+export function openFiles(pid: number | "self" = "self"): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
+
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Junk right behind the first SETUP's answer ends the session while the
