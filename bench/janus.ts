@@ -14,7 +14,9 @@ import {
   receiveLeg,
   ReceiveStats,
   recordIncoming,
+  selectedLocalPort,
 } from "./receive_stats.ts";
+import type { PeerPorts } from "./worker_protocol.ts";
 
 export const JANUS_BINARY = "/usr/bin/janus";
 const JANUS_LIB = "/usr/lib/x86_64-linux-gnu/janus";
@@ -340,6 +342,11 @@ export class JanusBenchPeer {
 
   get receiveLeg(): ReceiveLeg {
     return receiveLeg(this.#pc);
+  }
+
+  get ports(): PeerPorts {
+    const port = selectedLocalPort(this.#pc);
+    return this.source ? { send: port } : { receive: port };
   }
 
   /** Joins the room with `join`, then `negotiate`s; closes on failure. */

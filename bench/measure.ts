@@ -33,6 +33,24 @@ export interface SfuUnderTest {
   profilers?: { label: string; session: InspectorSession }[];
 }
 
+/** From a publisher's packet entering the SFU to each copy leaving it, as
+ * a capture on the loopback interface timed them (through both nodes and
+ * the link, for a trunk). */
+export interface SfuLatency {
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Forwarded packets matched to their source and timed. */
+  packets: number;
+  /** Subscribers captured, spread over the join order. */
+  subscribers: number;
+  /** Captured subscriber streams whose source could not be told. */
+  unmatchedStreams: number;
+  /** Each captured subscriber's median, first joined first. */
+  medianBySubscriberMs: (number | null)[];
+  /** Why the capture failed, if it did. */
+  error: string | null;
+}
+
 export interface TrunkFigures {
   /** Tracks forwarded over the link (each should cross once, whatever K). */
   streams: number;
@@ -95,6 +113,9 @@ export interface Point {
    * sweeps): the SFU's added latency without the generators' share. */
   probeLatencyP50Ms: number | null;
   probeLatencyP99Ms: number | null;
+  /** The SFU's own added latency, from a loopback capture after the
+   * windows (bench/wire_latency.ts); absent where captures cannot be made. */
+  sfuLatency?: SfuLatency;
   sfuRssBytes: number;
   /** SFU memory above its idle size, over all peers. */
   memoryPerPeerBytes: number;

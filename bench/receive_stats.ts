@@ -195,6 +195,14 @@ export function receiveLeg(pc: RTCPeerConnection | undefined): ReceiveLeg {
   };
 }
 
+/** The local UDP port of a connection's selected candidate pair, once it
+ * has one: where its media leaves from and arrives at. */
+export function selectedLocalPort(
+  pc: RTCPeerConnection | undefined,
+): number | undefined {
+  return pc?.iceTransports[0]?.connection.nominated?.localCandidate.port;
+}
+
 /** Feeds every RTP packet a PeerConnection receives into stats. */
 export function recordIncoming(pc: RTCPeerConnection, stats: ReceiveStats) {
   pc.ontrack = ({ track }) => {

@@ -38,6 +38,8 @@ const METRICS: Metric[] = [
       { label: "p99", value: p.latencyP99Ms },
       { label: "probe p50", value: p.probeLatencyP50Ms ?? null },
       { label: "probe p99", value: p.probeLatencyP99Ms ?? null },
+      { label: "in SFU p50", value: p.sfuLatency?.p50Ms ?? null },
+      { label: "in SFU p99", value: p.sfuLatency?.p99Ms ?? null },
     ],
   },
   {
@@ -351,6 +353,14 @@ const COLUMNS: Column[] = [
         ? null
         : `${p.probeLatencyP50Ms}/${p.probeLatencyP99Ms}`,
   ],
+  [
+    "in SFU p50/p99",
+    14,
+    (p) =>
+      p.sfuLatency?.p50Ms == null
+        ? null
+        : `${p.sfuLatency.p50Ms}/${p.sfuLatency.p99Ms}`,
+  ],
   ["KiB/peer", 8, (p) => kib(p.memoryPerPeerBytes)],
   ["KiB/new", 7, (p) => kib(p.memoryPerAddedPeerBytes)],
   [
@@ -435,7 +445,9 @@ export function renderText(result: BenchResult): string {
           vs(row.sfuCpuCores.map(percent), "%")
         }, p50 ${vs(row.latencyP50Ms, " ms")}, probe p50/p99 ${
           vs(row.probeLatencyP50Ms, " ms")
-        } / ${vs(row.probeLatencyP99Ms, " ms")}, loss ${
+        } / ${vs(row.probeLatencyP99Ms, " ms")}, in the SFU p50/p99 ${
+          vs(row.sfuLatencyP50Ms, " ms")
+        } / ${vs(row.sfuLatencyP99Ms, " ms")}, loss ${
           vs(row.lossPercent, "%")
         }, ${vs(row.memoryPerPeerBytes.map(kib), " KiB")}/peer`,
       );

@@ -31,6 +31,8 @@ const USAGE = `Usage: deno task bench [options]
   --windows=N          windows per point; the median one is reported
                        (default 3, quick 1)
   --settle=SECONDS     wait after joins before measuring (default 2, quick 1)
+  --capture=SECONDS    loopback capture per point for the SFU's own added
+                       latency (needs tcpdump and root; default 1, 0: none)
   --budget=SECONDS     time for all sweeps together (default 470)
   --out=DIR            where results go (default bench/results): the standard
                        run (--compare-janus and no other option but --out)
@@ -93,6 +95,7 @@ async function main(args: string[]): Promise<number> {
       windows: { type: "string" },
       settle: { type: "string" },
       budget: { type: "string" },
+      capture: { type: "string" },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -152,6 +155,11 @@ async function main(args: string[]): Promise<number> {
       ? Math.round(positive(values.burst, "burst"))
       : plan.burst,
     budgetSeconds: values.budget ? positive(values.budget, "budget") : 470,
+    captureSeconds: values.capture === "0"
+      ? 0
+      : values.capture
+      ? positive(values.capture, "capture")
+      : 1,
     media: REALISTIC_MEDIA,
     log: (line) => console.log(line),
   });

@@ -6,6 +6,7 @@ import { type MediaProfile, videoPacketsPerSecond } from "./media_source.ts";
 import type { SfuUnderTest } from "./measure.ts";
 import { initClockTicks, type MachineInfo, machineInfo } from "./proc.ts";
 import { type JanusProcess, janusVersion, startJanus } from "./janus.ts";
+import { captureUnavailable } from "./capture.ts";
 import {
   fanoutSweep,
   type FanoutTarget,
@@ -45,6 +46,8 @@ export interface BenchOptions {
   burstSize: number;
   /** Wall-clock budget for all sweeps together. */
   budgetSeconds: number;
+  /** Loopback capture per point for the SFU's added latency; 0 for none. */
+  captureSeconds: number;
   media: MediaProfile;
   log: (line: string) => void;
 }
@@ -61,6 +64,9 @@ export interface ComparisonRow {
   /** The idle latency probe's (see Point). */
   probeLatencyP50Ms: [number | null, number | null];
   probeLatencyP99Ms: [number | null, number | null];
+  /** The SFU's own, timed on the wire (see Point.sfuLatency). */
+  sfuLatencyP50Ms: [number | null, number | null];
+  sfuLatencyP99Ms: [number | null, number | null];
   memoryPerPeerBytes: [number, number];
   joinToFirstMediaMedianMs: [number | null, number | null];
   /** Umbrella's CPU per packet delivered to a subscriber over Janus's
@@ -85,7 +91,10 @@ export interface BenchResult {
     werift: string;
     janus: string | null;
   };
-  settings: Omit<BenchOptions, "log" | "media">;
+  settings: Omit<BenchOptions, "log" | "media"> & {
+    /** Why captures could not be made, if they could not. */
+    captureUnavailable: string | null;
+  };
   generators: GeneratorInfo & { processes: number };
   /** Warnings the first Umbrella logged at start (e.g. a slow fallback). */
   umbrellaStartupWarnings: string[];
@@ -175,6 +184,14 @@ export function compareWithJanus(
         latencyP99Ms: [u.latencyP99Ms, j.latencyP99Ms],
         probeLatencyP50Ms: [u.probeLatencyP50Ms, j.probeLatencyP50Ms],
         probeLatencyP99Ms: [u.probeLatencyP99Ms, j.probeLatencyP99Ms],
+        sfuLatencyP50Ms: [
+          u.sfuLatency?.p50Ms ?? null,
+          j.sfuLatency?.p50Ms ?? null,
+        ],
+        sfuLatencyP99Ms: [
+          u.sfuLatency?.p99Ms ?? null,
+          j.sfuLatency?.p99Ms ?? null,
+        ],
         memoryPerPeerBytes: [u.memoryPerPeerBytes, j.memoryPerPeerBytes],
         joinToFirstMediaMedianMs: [
           u.joinToFirstMediaMedianMs,
@@ -196,6 +213,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const deadline = started + options.budgetSeconds * 1000;
   const log = options.log;
   const janus = options.compareJanus ? await janusVersion() : undefined;
+  const captureUnavailableWhy = options.captureSeconds > 0
+    ? await captureUnavailable()
+    : undefined;
+  if (captureUnavailableWhy) {
+    log(`bench: no added latency from captures: ${captureUnavailableWhy}`);
+  }
+  const captureSeconds = captureUnavailableWhy ? 0 : options.captureSeconds;
   const result: BenchResult = {
     benchmark: "umbrella",
     formatVersion: 1,
@@ -224,6 +248,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       participantCounts: options.participantCounts,
       burstSize: options.burstSize,
       budgetSeconds: options.budgetSeconds,
+      captureSeconds: captureSeconds,
+      captureUnavailable: captureUnavailableWhy ?? null,
     },
     media: {
       ...options.media,
@@ -261,6 +287,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       windowSeconds: options.windowSeconds,
       windowsPerPoint: options.windowsPerPoint,
       settleSeconds: options.settleSeconds,
+      captureSeconds,
       deadlineMs: now +
         Math.max(0, deadline - now) * BUDGET_WEIGHTS[sweep] / weights,
       log,

@@ -12,12 +12,15 @@ import {
 import type { Worker, WorkerPool } from "./worker_pool.ts";
 import type {
   JoinResult,
+  PeerPorts,
   PeerProgress,
   PeerSpec,
   WindowReport,
 } from "./worker_protocol.ts";
 import { cpuSeconds, rssBytes } from "./proc.ts";
 import { summariseProfile } from "./profile.ts";
+import { captureRtp } from "./capture.ts";
+import { addedLatency } from "./wire_latency.ts";
 import type { JanusProcess } from "./janus.ts";
 import type { UmbrellaProcess } from "./umbrella_process.ts";
 
@@ -29,6 +32,9 @@ export interface SweepSettings {
   settleSeconds: number;
   /** performance.now() after which no new point is started. */
   deadlineMs: number;
+  /** Seconds of loopback capture per point for the SFU's added latency
+   * (bench/wire_latency.ts), or 0 where captures cannot be made. */
+  captureSeconds: number;
   log: (line: string) => void;
 }
 
@@ -145,7 +151,10 @@ function describe(point: Point, unit: string): string {
       : `${point.latencyP50Ms}/${point.latencyP99Ms} ms`) +
     (point.probeLatencyP50Ms === null
       ? ""
-      : ` (probe ${point.probeLatencyP50Ms}/${point.probeLatencyP99Ms} ms)`);
+      : ` (probe ${point.probeLatencyP50Ms}/${point.probeLatencyP99Ms} ms)`) +
+    (point.sfuLatency?.p50Ms == null
+      ? ""
+      : `, in the SFU ${point.sfuLatency.p50Ms}/${point.sfuLatency.p99Ms} ms`);
   return `${point.x} ${unit}: ${point.forwardedPacketsPerSecond} pkt/s, ${point.forwardedMbitPerSecond} Mbit/s, SFU ${
     Math.round(point.sfuCpuCores * 100)
   }% = ${point.sfuCpuMicrosPerPacket} µs/pkt, loss ${point.lossPercent}%, latency p50/p99 ${latency}, ${
@@ -161,6 +170,76 @@ function describe(point: Point, unit: string): string {
       ? `, trunk ${point.trunk.streams} tracks, ${point.trunk.bytesPerSecondPerTrack.video} B/s per video track, ${point.trunk.crossingsPerPublishedPacket} crossings per packet`
       : ""
   }`;
+}
+
+/** Subscribers whose streams are captured at a point: enough to see the
+ * spread over the fan-out order without capturing every stream. */
+const CAPTURED_SUBSCRIBERS = 12;
+
+/** The SFU's added latency at a point, from a capture made after its CPU
+ * windows (so tcpdump's own work is not counted as the SFU's): every
+ * publisher's packets in, a dozen subscribers spread over the join order
+ * (the order an SFU fans out in) out. */
+async function wireLatency(
+  settings: SweepSettings,
+  load: LoadPeer[],
+): Promise<Pick<Point, "sfuLatency">> {
+  const ports: Record<string, PeerPorts> = Object.assign(
+    {},
+    ...await settings.pool.all<Record<string, PeerPorts>>(
+      { op: "ports" },
+      10_000,
+    ),
+  );
+  const sources = load.map((p) => ports[p.key]?.send).filter((p) =>
+    p !== undefined
+  );
+  const receivers = load.filter((p) =>
+    p.expectTags.length > 0 && ports[p.key]?.receive !== undefined
+  );
+  const step = Math.max(1, (receivers.length - 1) / (CAPTURED_SUBSCRIBERS - 1));
+  const sampled = [
+    ...new Set(
+      Array.from(
+        { length: Math.min(CAPTURED_SUBSCRIBERS, receivers.length) },
+        (_, i) => receivers[Math.round(i * step)],
+      ),
+    ),
+  ];
+  const sinks = sampled.map((p) => ports[p.key].receive!);
+  try {
+    const packets = await captureRtp(sources, sinks, settings.captureSeconds);
+    const latency = addedLatency(packets, sources, sinks);
+    const quantile = (q: number) => {
+      const value = latency.histogram.quantile(q);
+      return value === undefined ? null : Math.round(value * 1000) / 1000;
+    };
+    return {
+      sfuLatency: {
+        p50Ms: quantile(0.5),
+        p99Ms: quantile(0.99),
+        packets: latency.histogram.total,
+        subscribers: sinks.length,
+        unmatchedStreams: latency.unmatchedStreams,
+        medianBySubscriberMs: latency.medianBySink.map((ms) =>
+          ms === null ? null : Math.round(ms * 1000) / 1000
+        ),
+        error: null,
+      },
+    };
+  } catch (error) {
+    return {
+      sfuLatency: {
+        p50Ms: null,
+        p99Ms: null,
+        packets: 0,
+        subscribers: sinks.length,
+        unmatchedStreams: 0,
+        medianBySubscriberMs: [],
+        error: (error as Error).message,
+      },
+    };
+  }
 }
 
 interface Step {
@@ -227,6 +306,9 @@ async function runPoints(
         settings.log(`  ${describe(point, unit)}\n  (measuring again)`);
         const again = await measure();
         if (again.otherCpuCores < point.otherCpuCores) point = again;
+      }
+      if (settings.captureSeconds > 0) {
+        Object.assign(point, await wireLatency(settings, load));
       }
       const previous = result.points.at(-1);
       if (previous && point.peers > previous.peers) {

@@ -18,7 +18,9 @@ import {
   receiveLeg,
   ReceiveStats,
   recordIncoming,
+  selectedLocalPort,
 } from "./receive_stats.ts";
+import type { PeerPorts } from "./worker_protocol.ts";
 
 const LOOPBACK = { iceAddresses: ["127.0.0.1"], iceServers: [] };
 const SIGNALLING_TIMEOUT_MS = 15_000;
@@ -68,6 +70,13 @@ export class UmbrellaBenchPeer {
 
   get receiveLeg(): ReceiveLeg {
     return receiveLeg(this.#recvPc);
+  }
+
+  get ports(): PeerPorts {
+    return {
+      send: selectedLocalPort(this.#sendPc),
+      receive: selectedLocalPort(this.#recvPc),
+    };
   }
 
   static async join(

@@ -8,6 +8,7 @@ import {
   type GeneratorInfo,
   type JoinResult,
   LINE_PREFIX,
+  type PeerPorts,
   type PeerProgress,
   type PeerReport,
   type PeerSpec,
@@ -132,6 +133,10 @@ async function handle(request: Request): Promise<unknown> {
         tags: [...peer.stats.streams.keys()],
         receiveLeg: peer.receiveLeg,
       }));
+    case "ports":
+      return Object.fromEntries(
+        [...peers].map(([key, peer]) => [key, peer.ports]),
+      ) satisfies Record<string, PeerPorts>;
     case "mark":
       for (const peer of peers.values()) peer.stats.mark();
       latency.reset();

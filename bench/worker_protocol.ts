@@ -39,6 +39,7 @@ export type Request =
     concurrency?: number;
   }
   | { op: "progress" }
+  | { op: "ports" }
   | { op: "mark" }
   | { op: "report" }
   | { op: "close" };
@@ -66,6 +67,12 @@ export interface PeerProgress {
   /** Tags of the streams this peer has received at least one packet of. */
   tags: number[];
   receiveLeg: ReceiveLeg;
+}
+
+/** The generator-side UDP ports of a peer's connections (selected pairs). */
+export interface PeerPorts {
+  send?: number;
+  receive?: number;
 }
 
 export interface PeerReport {

@@ -121,6 +121,21 @@ Deno.test("deno task bench runs end to end and reports every figure", async () =
           assert.ok(point.probeLatencyP50Ms! > 0, `${where}: probe latency`);
           assert.ok(point.probeLatencyP99Ms! >= point.probeLatencyP50Ms!);
         }
+        // The SFU's own added latency, timed on the wire: every captured
+        // subscriber stream matched to its publisher's.
+        const wire = point.sfuLatency;
+        assert.ok(
+          wire,
+          `${where}: no capture (${result.settings.captureUnavailable})`,
+        );
+        assert.equal(wire.error, null, where);
+        assert.ok(
+          wire.packets > 0 && wire.p50Ms! > 0,
+          `${where}: ${JSON.stringify(wire)}`,
+        );
+        assert.ok(wire.p99Ms! >= wire.p50Ms!, where);
+        assert.equal(wire.unmatchedStreams, 0, where);
+        assert.equal(wire.subscribers, wire.medianBySubscriberMs.length, where);
         assert.ok(point.sfuRssBytes > 0, where);
         assert.ok(point.joinToFirstMediaMedianMs! > 0, where);
         assert.equal(point.corruptStreams, 0, where);
