@@ -9,14 +9,15 @@ import { forEachLine, keepTail, terminate } from "../tests/support/child.ts";
 import { peerConnectionConfig } from "../media/rtc_config.ts";
 import { type MediaProfile, MediaSource, wallClockMs } from "./media_source.ts";
 import {
+  capturedLeg,
   type LatencyHistogram,
+  receivedStreams,
   type ReceiveLeg,
   receiveLeg,
   ReceiveStats,
   recordIncoming,
-  selectedLocalPort,
 } from "./receive_stats.ts";
-import type { PeerPorts } from "./worker_protocol.ts";
+import type { PeerLegs } from "./worker_protocol.ts";
 
 export const JANUS_BINARY = "/usr/bin/janus";
 const JANUS_LIB = "/usr/lib/x86_64-linux-gnu/janus";
@@ -344,9 +345,10 @@ export class JanusBenchPeer {
     return receiveLeg(this.#pc);
   }
 
-  get ports(): PeerPorts {
-    const port = selectedLocalPort(this.#pc);
-    return this.source ? { send: port } : { receive: port };
+  get legs(): PeerLegs {
+    return this.source
+      ? { send: capturedLeg(this.#pc, this.source.streams) }
+      : { receive: capturedLeg(this.#pc, receivedStreams(this.stats)) };
   }
 
   /** Joins the room with `join`, then `negotiate`s; closes on failure. */

@@ -13,6 +13,7 @@ import {
 } from "werift";
 import { makePayload } from "../tests/support/media_payload.ts";
 import { supportedCodecs } from "../media/rtc_config.ts";
+import type { TaggedStream } from "./wire_latency.ts";
 
 export interface MediaProfile {
   videoFps: number;
@@ -123,6 +124,14 @@ export class MediaSource {
   stop(): void {
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
+  }
+
+  /** Each stream's tag and the SSRC it is sent with. */
+  get streams(): TaggedStream[] {
+    return this.#streams.map((s) => ({
+      tag: s.tag,
+      ssrc: s.transceiver.sender.ssrc,
+    }));
   }
 
   /** Packets sent so far, by tag. */

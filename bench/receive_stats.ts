@@ -6,6 +6,7 @@
 import type { RTCPeerConnection } from "werift";
 import { bodyOffset, readBody } from "../tests/support/media_payload.ts";
 import { wallClockMs } from "./media_source.ts";
+import type { CapturedLeg, TaggedStream } from "./wire_latency.ts";
 
 const HISTOGRAM_MIN_MS = 0.01;
 const HISTOGRAM_GROWTH = 1.02; // 2 % relative resolution
@@ -79,6 +80,8 @@ export interface StreamWindow {
 /** One received RTP stream, identified by the tag in its payloads. */
 export class ReceivedStream {
   readonly tag: number;
+  /** The SSRC it last arrived with. */
+  ssrc = 0;
   intact = true;
   packets = 0;
   #cycles = 0;
@@ -92,8 +95,9 @@ export class ReceivedStream {
     this.tag = tag;
   }
 
-  onPacket(sequenceNumber: number, payloadBytes: number): void {
+  onPacket(sequenceNumber: number, payloadBytes: number, ssrc: number): void {
     this.packets++;
+    this.ssrc = ssrc;
     this.#windowReceived++;
     this.#windowBytes += payloadBytes;
     if (this.#lastSeq >= 0) {
@@ -143,6 +147,7 @@ export class ReceiveStats {
 
   /** Handles one packet; codecOffset is where the synthetic body starts. */
   onPacket(
+    ssrc: number,
     sequenceNumber: number,
     payload: Uint8Array,
     codecOffset: number,
@@ -164,7 +169,7 @@ export class ReceiveStats {
       this.streams.set(body.tag, stream);
     }
     if (!body.intact) stream.intact = false;
-    stream.onPacket(sequenceNumber, payload.byteLength);
+    stream.onPacket(sequenceNumber, payload.byteLength, ssrc);
     this.latency.record(nowMs - body.sentAtMs);
     this.firstMediaAtMs ??= nowMs;
   }
@@ -195,12 +200,20 @@ export function receiveLeg(pc: RTCPeerConnection | undefined): ReceiveLeg {
   };
 }
 
-/** The local UDP port of a connection's selected candidate pair, once it
- * has one: where its media leaves from and arrives at. */
-export function selectedLocalPort(
+/** A connection's leg for a capture: the local UDP port of its selected
+ * candidate pair (where its media leaves and arrives) and its streams. */
+export function capturedLeg(
   pc: RTCPeerConnection | undefined,
-): number | undefined {
-  return pc?.iceTransports[0]?.connection.nominated?.localCandidate.port;
+  streams: TaggedStream[],
+): CapturedLeg | undefined {
+  const port = pc?.iceTransports[0]?.connection.nominated?.localCandidate
+    .port;
+  return port === undefined ? undefined : { port, streams };
+}
+
+/** The streams received so far, as a capture pairs them with their source. */
+export function receivedStreams(stats: ReceiveStats): TaggedStream[] {
+  return [...stats.streams.values()].map((s) => ({ tag: s.tag, ssrc: s.ssrc }));
 }
 
 /** Feeds every RTP packet a PeerConnection receives into stats. */
@@ -209,6 +222,7 @@ export function recordIncoming(pc: RTCPeerConnection, stats: ReceiveStats) {
     const offset = bodyOffset(track.kind === "audio" ? "opus" : "vp8");
     track.onReceiveRtp.subscribe((rtp) =>
       stats.onPacket(
+        rtp.header.ssrc,
         rtp.header.sequenceNumber,
         rtp.payload,
         offset,

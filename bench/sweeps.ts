@@ -12,7 +12,7 @@ import {
 import type { Worker, WorkerPool } from "./worker_pool.ts";
 import type {
   JoinResult,
-  PeerPorts,
+  PeerLegs,
   PeerProgress,
   PeerSpec,
   WindowReport,
@@ -184,21 +184,19 @@ async function wireLatency(
   settings: SweepSettings,
   load: LoadPeer[],
 ): Promise<Pick<Point, "sfuLatency">> {
-  const ports: Record<string, PeerPorts> = Object.assign(
+  const legs: Record<string, PeerLegs> = Object.assign(
     {},
-    ...await settings.pool.all<Record<string, PeerPorts>>(
-      { op: "ports" },
+    ...await settings.pool.all<Record<string, PeerLegs>>(
+      { op: "legs" },
       10_000,
     ),
   );
-  const sources = load.map((p) => ports[p.key]?.send).filter((p) =>
-    p !== undefined
-  );
-  const receivers = load.filter((p) =>
-    p.expectTags.length > 0 && ports[p.key]?.receive !== undefined
+  const sources = load.flatMap((p) => legs[p.key]?.send ?? []);
+  const receivers = load.flatMap((p) =>
+    p.expectTags.length > 0 ? legs[p.key]?.receive ?? [] : []
   );
   const step = Math.max(1, (receivers.length - 1) / (CAPTURED_SUBSCRIBERS - 1));
-  const sampled = [
+  const sinks = [
     ...new Set(
       Array.from(
         { length: Math.min(CAPTURED_SUBSCRIBERS, receivers.length) },
@@ -206,9 +204,12 @@ async function wireLatency(
       ),
     ),
   ];
-  const sinks = sampled.map((p) => ports[p.key].receive!);
   try {
-    const packets = await captureRtp(sources, sinks, settings.captureSeconds);
+    const packets = await captureRtp(
+      sources.map((leg) => leg.port),
+      sinks.map((leg) => leg.port),
+      settings.captureSeconds,
+    );
     const latency = addedLatency(packets, sources, sinks);
     const quantile = (q: number) => {
       const value = latency.histogram.quantile(q);

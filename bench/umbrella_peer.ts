@@ -13,14 +13,15 @@ import {
 import { peerConnectionConfig } from "../media/rtc_config.ts";
 import { type MediaProfile, MediaSource, wallClockMs } from "./media_source.ts";
 import {
+  capturedLeg,
   type LatencyHistogram,
+  receivedStreams,
   type ReceiveLeg,
   receiveLeg,
   ReceiveStats,
   recordIncoming,
-  selectedLocalPort,
 } from "./receive_stats.ts";
-import type { PeerPorts } from "./worker_protocol.ts";
+import type { PeerLegs } from "./worker_protocol.ts";
 
 const LOOPBACK = { iceAddresses: ["127.0.0.1"], iceServers: [] };
 const SIGNALLING_TIMEOUT_MS = 15_000;
@@ -72,10 +73,10 @@ export class UmbrellaBenchPeer {
     return receiveLeg(this.#recvPc);
   }
 
-  get ports(): PeerPorts {
+  get legs(): PeerLegs {
     return {
-      send: selectedLocalPort(this.#sendPc),
-      receive: selectedLocalPort(this.#recvPc),
+      send: capturedLeg(this.#sendPc, this.source?.streams ?? []),
+      receive: capturedLeg(this.#recvPc, receivedStreams(this.stats)),
     };
   }
 

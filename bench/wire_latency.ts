@@ -4,10 +4,13 @@
 // out the load generators (their timers, their queues, their decryption),
 // which on a 2-core machine share the CPU with the SFU.
 //
-// SRTP leaves the RTP header in the clear, and an SFU rewrites a forwarded
-// stream's SSRC, sequence numbers and timestamps by constant offsets, so a
-// subscriber's stream is matched to its source by the one (source stream,
-// sequence offset, timestamp offset) that most of its packets agree on.
+// SRTP leaves the RTP header in the clear. The peers say which SSRC carries
+// which payload tag on their legs, which pairs each subscriber stream with
+// its publisher's; an SFU renumbers a forwarded stream's sequence numbers
+// and timestamps by constant offsets, found as those most of its packets
+// agree on. (Streams cannot be paired by offsets alone: publishers that
+// send at the same rate keep constant offsets to every stream they do not
+// feed, too.)
 import { LatencyHistogram } from "./receive_stats.ts";
 
 /** One captured RTP packet: its capture time and clear header fields. */
@@ -95,48 +98,70 @@ function rtpOverUdp(
   };
 }
 
-/** A forwarded packet can be this late and still be matched to its source. */
+/** A forwarded packet can be this late and still be timed. */
 const MATCH_WINDOW_MS = 250;
-/** Packets of a subscriber's stream that vote on its source. */
+/** Packets of a subscriber's stream that vote on its offsets. */
 const VOTERS = 24;
-/** Votes the winning source needs, as a share of the voters. */
+/** Votes the winning offsets need, as a share of the voters. */
 const QUORUM = 0.5;
 
+/** A stream as its peer knows it: the payload tag it carries (the same
+ * at the publisher and at every subscriber) and the SSRC it has on that
+ * peer's leg. */
+export interface TaggedStream {
+  tag: number;
+  ssrc: number;
+}
+
+/** A captured leg: the generator-side port and the streams on it. */
+export interface CapturedLeg {
+  port: number;
+  streams: TaggedStream[];
+}
+
 interface SourceStream {
-  index: number;
   packets: WirePacket[];
   /** Capture time of the first copy of each sequence number. */
   firstSeen: Map<number, number>;
 }
 
 export interface WireLatency {
-  /** Added latency of every matched forwarded packet. */
+  /** Added latency of every timed forwarded packet. */
   histogram: LatencyHistogram;
-  /** Median added latency per subscriber port, in the order of `sinks`. */
+  /** Median added latency per subscriber leg, in the order of `sinks`. */
   medianBySink: (number | null)[];
-  /** Subscriber streams whose source could not be told. */
+  /** Subscriber streams that could not be timed: their source was not
+   * captured, or their packets agreed on no offsets. */
   unmatchedStreams: number;
 }
 
-/** The SFU's added latency: from each packet sent from one of `sources`
- * (publishers' ports) to each copy sent to one of `sinks` (subscribers'
- * ports). Retransmissions are not counted. */
+/** The SFU's added latency: from each packet a publisher sends on one of
+ * the `sources` legs to each copy the SFU sends on one of the `sinks` legs.
+ * A subscriber's stream is paired with the publisher's stream of the same
+ * tag; retransmissions are not counted. */
 export function addedLatency(
   packets: WirePacket[],
-  sources: number[],
-  sinks: number[],
+  sources: CapturedLeg[],
+  sinks: CapturedLeg[],
 ): WireLatency {
-  const sourcePorts = new Set(sources);
-  const sinkIndex = new Map(sinks.map((port, i) => [port, i]));
-  const inbound = new Map<string, SourceStream>();
+  const tagOf = (legs: CapturedLeg[]) =>
+    new Map<string, number>(
+      legs.flatMap((leg) =>
+        leg.streams.map((s) => [`${leg.port}/${s.ssrc}`, s.tag] as const)
+      ),
+    );
+  const sourceTags = tagOf(sources);
+  const sinkTags = tagOf(sinks);
+  const sinkIndex = new Map(sinks.map((leg, i) => [leg.port, i]));
+  const inbound = new Map<number, SourceStream>();
   const outbound = new Map<string, WirePacket[]>();
   for (const packet of packets) {
-    if (sourcePorts.has(packet.sourcePort)) {
-      const key = `${packet.sourcePort}/${packet.ssrc}`;
-      let stream = inbound.get(key);
+    const sourceTag = sourceTags.get(`${packet.sourcePort}/${packet.ssrc}`);
+    if (sourceTag !== undefined) {
+      let stream = inbound.get(sourceTag);
       if (!stream) {
-        stream = { index: inbound.size, packets: [], firstSeen: new Map() };
-        inbound.set(key, stream);
+        stream = { packets: [], firstSeen: new Map() };
+        inbound.set(sourceTag, stream);
       }
       stream.packets.push(packet);
       if (!stream.firstSeen.has(packet.sequenceNumber)) {
@@ -149,13 +174,14 @@ export function addedLatency(
       else outbound.set(key, [packet]);
     }
   }
-  const sourceStreams = [...inbound.values()];
   const histogram = new LatencyHistogram();
   const bySink: number[][] = sinks.map(() => []);
   let unmatchedStreams = 0;
-  for (const copies of outbound.values()) {
-    const match = matchSource(copies, sourceStreams);
-    if (match === undefined) {
+  for (const [key, copies] of outbound) {
+    const tag = sinkTags.get(key);
+    const source = tag === undefined ? undefined : inbound.get(tag);
+    const seqOffset = source && sequenceOffset(copies, source);
+    if (source === undefined || seqOffset === undefined) {
       unmatchedStreams++;
       continue;
     }
@@ -164,8 +190,9 @@ export function addedLatency(
     for (const copy of copies) {
       if (sent.has(copy.sequenceNumber)) continue; // a retransmission
       sent.add(copy.sequenceNumber);
-      const sourceSeq = (copy.sequenceNumber - match.seqOffset) & 0xffff;
-      const at = match.stream.firstSeen.get(sourceSeq);
+      const at = source.firstSeen.get(
+        (copy.sequenceNumber - seqOffset) & 0xffff,
+      );
       if (at === undefined) continue; // sent before the capture began
       const latency = copy.atMs - at;
       if (latency < 0 || latency > MATCH_WINDOW_MS) continue;
@@ -180,38 +207,46 @@ export function addedLatency(
   };
 }
 
-function matchSource(
+/** How the SFU renumbered a stream: the (sequence, timestamp) offsets that
+ * the most copies agree on with a source packet sent up to the window
+ * before them. A stream whose packets are evenly spaced (audio) agrees as
+ * well with the packets before its source, each an equally consistent
+ * "older" pairing: of tied offsets, the one that makes the copies latest
+ * after their source's packet is the SFU's. */
+function sequenceOffset(
   copies: WirePacket[],
-  sources: SourceStream[],
-): { stream: SourceStream; seqOffset: number } | undefined {
-  const votes = new Map<string, number>();
+  source: SourceStream,
+): number | undefined {
+  const votes = new Map<string, { count: number; latency: number }>();
   const voters = Math.min(VOTERS, copies.length);
+  const packets = source.packets;
   for (let v = 0; v < voters; v++) {
     const copy = copies[v];
-    for (const source of sources) {
-      // Each source packet sent in the window before the copy is a
-      // candidate; the true source agrees on the same offsets every time.
-      const packets = source.packets;
-      let i = lowerBound(packets, copy.atMs - MATCH_WINDOW_MS);
-      for (; i < packets.length && packets[i].atMs <= copy.atMs; i++) {
-        const seqOffset = (copy.sequenceNumber - packets[i].sequenceNumber) &
-          0xffff;
-        const tsOffset = (copy.timestamp - packets[i].timestamp) >>> 0;
-        const key = `${source.index}/${seqOffset}/${tsOffset}`;
-        votes.set(key, (votes.get(key) ?? 0) + 1);
-      }
+    let i = lowerBound(packets, copy.atMs - MATCH_WINDOW_MS);
+    for (; i < packets.length && packets[i].atMs <= copy.atMs; i++) {
+      const seqOffset = (copy.sequenceNumber - packets[i].sequenceNumber) &
+        0xffff;
+      const tsOffset = (copy.timestamp - packets[i].timestamp) >>> 0;
+      const key = `${seqOffset}/${tsOffset}`;
+      const vote = votes.get(key);
+      if (vote) vote.count++;
+      else votes.set(key, { count: 1, latency: copy.atMs - packets[i].atMs });
     }
   }
   let best: string | undefined;
-  let bestVotes = 0;
-  for (const [key, count] of votes) {
-    if (count > bestVotes) [best, bestVotes] = [key, count];
+  let bestVote = { count: 0, latency: Infinity };
+  for (const [key, vote] of votes) {
+    if (
+      vote.count > bestVote.count ||
+      (vote.count === bestVote.count && vote.latency < bestVote.latency)
+    ) {
+      [best, bestVote] = [key, vote];
+    }
   }
-  if (best === undefined || bestVotes < Math.max(2, voters * QUORUM)) {
+  if (best === undefined || bestVote.count < Math.max(2, voters * QUORUM)) {
     return undefined;
   }
-  const [index, seqOffset] = best.split("/").map(Number);
-  return { stream: sources[index], seqOffset };
+  return Number(best.split("/")[0]);
 }
 
 function lowerBound(packets: WirePacket[], atMs: number): number {

@@ -8,7 +8,7 @@ import {
   type GeneratorInfo,
   type JoinResult,
   LINE_PREFIX,
-  type PeerPorts,
+  type PeerLegs,
   type PeerProgress,
   type PeerReport,
   type PeerSpec,
@@ -133,10 +133,10 @@ async function handle(request: Request): Promise<unknown> {
         tags: [...peer.stats.streams.keys()],
         receiveLeg: peer.receiveLeg,
       }));
-    case "ports":
+    case "legs":
       return Object.fromEntries(
-        [...peers].map(([key, peer]) => [key, peer.ports]),
-      ) satisfies Record<string, PeerPorts>;
+        [...peers].map(([key, peer]) => [key, peer.legs]),
+      ) satisfies Record<string, PeerLegs>;
     case "mark":
       for (const peer of peers.values()) peer.stats.mark();
       latency.reset();

@@ -3,6 +3,7 @@
 // library prints) are not protocol and are ignored.
 import type { ReceiveLeg, StreamWindow } from "./receive_stats.ts";
 import type { MediaProfile } from "./media_source.ts";
+import type { CapturedLeg } from "./wire_latency.ts";
 
 export const LINE_PREFIX = "@@bench ";
 
@@ -39,7 +40,7 @@ export type Request =
     concurrency?: number;
   }
   | { op: "progress" }
-  | { op: "ports" }
+  | { op: "legs" }
   | { op: "mark" }
   | { op: "report" }
   | { op: "close" };
@@ -69,10 +70,10 @@ export interface PeerProgress {
   receiveLeg: ReceiveLeg;
 }
 
-/** The generator-side UDP ports of a peer's connections (selected pairs). */
-export interface PeerPorts {
-  send?: number;
-  receive?: number;
+/** A peer's connections as a loopback capture sees them. */
+export interface PeerLegs {
+  send?: CapturedLeg;
+  receive?: CapturedLeg;
 }
 
 export interface PeerReport {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   addedLatency,
+  type CapturedLeg,
   parsePcap,
   type WirePacket,
 } from "../bench/wire_latency.ts";
@@ -119,8 +120,10 @@ Deno.test("a capture too short for RTP headers, or not pcap, says so", () => {
   );
 });
 
-/** One publisher (video ssrc 0x1111 and audio 0x2222 from port 5000) and
- * subscribers that get rewritten copies `delayMs(i)` later. */
+/** Two publishers sending in lockstep (ports 5000 and 5002, video tags 1
+ * and 3, audio tags 0 and 2), and subscribers that get rewritten copies of
+ * the first publisher's streams: A (port 7000) 0.3 ms after each packet
+ * plus 0.2 ms per packet of a burst, B (port 7002) 1 ms later than A. */
 function scenario() {
   const packets: WirePacket[] = [];
   const sent = (
@@ -145,38 +148,68 @@ function scenario() {
       const seq = 65530 + frame * 5 + p; // wraps
       const ts = frame * 3000;
       sent(at + p * 0.01, 5000, 0x1111, seq, ts);
-      // Subscriber A (port 7000): 0.2 ms per packet of the burst.
+      // The other publisher: same rates, so constant offsets to A's
+      // stream too, and sent just before A's copies (a "closer" match).
+      sent(at + 0.25 + p * 0.2, 5002, 0x3333, seq + 40, ts + 9);
       sent(at + 0.3 + p * 0.2, 40000, 0xa, seq + 1000, ts + 777, 7000);
-      // Subscriber B (port 7002): 1 ms later than A.
       sent(at + 1.3 + p * 0.2, 40002, 0xb, seq - 9, ts + 5, 7002);
     }
-    // Audio at the same instants, with its own offsets to subscriber A.
+    // Audio, evenly spaced: every older packet is a consistent pairing.
     sent(at + 5, 5000, 0x2222, frame, frame * 960);
-    sent(at + 5.25, 40000, 0xaa, frame + 300, frame * 960 + 1, 7000);
+    sent(at + 5.02, 5002, 0x4444, frame + 7, frame * 960 + 3);
+    // A's audio copies from the tenth frame on, so that even the first has
+    // older source packets in the window to be confused with.
+    if (frame >= 10) {
+      sent(at + 5.25, 40000, 0xaa, frame + 300, frame * 960 + 1, 7000);
+    }
   }
   // A retransmission to B of an early packet: not a latency.
   sent(500, 40002, 0xb, 65530 + 3 - 9, 0 + 5, 7002);
-  // A stream to B with no source among the captured publishers.
+  // A stream to B whose publisher is not captured.
   for (let i = 0; i < 30; i++) sent(i * 20, 40002, 0xccc, i * 7919, i, 7002);
   return packets.sort((a, b) => a.atMs - b.atMs);
 }
 
-Deno.test("forwarded copies are matched to their source and timed", () => {
-  const result = addedLatency(scenario(), [5000], [7000, 7002]);
+const PUBLISHERS: CapturedLeg[] = [
+  { port: 5000, streams: [{ tag: 0, ssrc: 0x2222 }, { tag: 1, ssrc: 0x1111 }] },
+  { port: 5002, streams: [{ tag: 2, ssrc: 0x4444 }, { tag: 3, ssrc: 0x3333 }] },
+];
+const A: CapturedLeg = {
+  port: 7000,
+  streams: [{ tag: 1, ssrc: 0xa }, { tag: 0, ssrc: 0xaa }],
+};
+const B: CapturedLeg = {
+  port: 7002,
+  streams: [{ tag: 1, ssrc: 0xb }, { tag: 6, ssrc: 0xccc }],
+};
+
+Deno.test("forwarded copies are paired with their source and timed", () => {
+  const result = addedLatency(scenario(), PUBLISHERS, [A, B]);
   assert.equal(result.unmatchedStreams, 1);
-  // A: 150 video copies at 0.3-1.1 ms and 30 audio at 0.25; B: 150 at 1.3-2.1.
-  assert.equal(result.histogram.total, 150 + 30 + 150);
+  // A: 150 video copies at 0.3-1.1 ms and 20 audio at 0.25; B: 150 at 1.3-2.1.
+  assert.equal(result.histogram.total, 150 + 20 + 150);
   assert.ok(Math.abs(result.medianBySink[0]! - 0.67) < 0.05);
   assert.ok(Math.abs(result.medianBySink[1]! - 1.7) < 0.05);
   const p50 = result.histogram.quantile(0.5)!;
   assert.ok(p50 > 0.9 && p50 < 1.5, `p50 ${p50}`);
   const p99 = result.histogram.quantile(0.99)!;
   assert.ok(p99 >= 2.0 && p99 < 2.4, `p99 ${p99}`);
+  // A's audio alone: its own packets, not ones 33 ms older.
+  const audio = addedLatency(scenario(), PUBLISHERS, [{
+    port: 7000,
+    streams: [{ tag: 0, ssrc: 0xaa }],
+  }]);
+  assert.equal(audio.histogram.total, 20);
+  assert.ok(Math.abs(audio.medianBySink[0]! - 0.25) < 0.01);
 });
 
-Deno.test("a subscriber not captured, or a source not named, times nothing", () => {
-  assert.equal(addedLatency(scenario(), [5000], [7004]).histogram.total, 0);
-  const sourceless = addedLatency(scenario(), [5002], [7000]);
+Deno.test("a subscriber not captured, or a publisher not named, times nothing", () => {
+  assert.equal(
+    addedLatency(scenario(), PUBLISHERS, [{ ...A, port: 7004 }]).histogram
+      .total,
+    0,
+  );
+  const sourceless = addedLatency(scenario(), [PUBLISHERS[1]], [A]);
   assert.equal(sourceless.histogram.total, 0);
   assert.equal(sourceless.unmatchedStreams, 2);
   assert.deepEqual(sourceless.medianBySink, [null]);
