@@ -33,7 +33,7 @@ const USAGE = `Usage: deno task bench [options]
   --settle=SECONDS     wait after joins before measuring (default 2, quick 1)
   --capture=SECONDS    loopback capture per point for the SFU's own added
                        latency (needs tcpdump and root; default 1, 0: none)
-  --budget=SECONDS     time for all sweeps together (default 470)
+  --budget=SECONDS     time for all sweeps together (default 520)
   --out=DIR            where results go (default bench/results): the standard
                        run (--compare-janus and no other option but --out)
                        writes latest.json and latest.svg, any other run
@@ -154,7 +154,7 @@ async function main(args: string[]): Promise<number> {
     burstSize: values.burst
       ? Math.round(positive(values.burst, "burst"))
       : plan.burst,
-    budgetSeconds: values.budget ? positive(values.budget, "budget") : 470,
+    budgetSeconds: values.budget ? positive(values.budget, "budget") : 520,
     captureSeconds: values.capture === "0"
       ? 0
       : values.capture
