@@ -111,7 +111,7 @@ export interface BenchResult {
 const BUDGET_WEIGHTS = {
   fanout: 3,
   janus: 3,
-  meeting: 2,
+  meeting: 3,
   trunk: 3,
   joins: 1,
 };
