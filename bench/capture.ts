@@ -4,6 +4,7 @@
 // and reports no wire latency.
 import { forEachLine, keepTail, terminate } from "../tests/support/child.ts";
 import { parsePcap, type WirePacket } from "./wire_latency.ts";
+import { withTimeout } from "./timeout.ts";
 
 export const TCPDUMP = "/usr/bin/tcpdump";
 /** Ethernet, IPv4, UDP and RTP's fixed header, with room for IP options. */
@@ -69,20 +70,14 @@ export async function captureRtp(
       new Error(`tcpdump exited (${status.code}): ${said.join(" / ")}`),
     );
   });
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([
+    await withTimeout(
       listening.promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`tcpdump did not start: ${said.join(" / ")}`)),
-          READY_TIMEOUT_MS,
-        );
-      }),
-    ]);
+      READY_TIMEOUT_MS,
+      () => `tcpdump did not start: ${said.join(" / ")}`,
+    );
     await new Promise((r) => setTimeout(r, seconds * 1000));
   } finally {
-    clearTimeout(timer);
     // SIGTERM makes tcpdump flush and close its file.
     await terminate(child, exited);
   }

@@ -157,7 +157,7 @@ export const LIMITS = {
   benchShare: 0.95,
 };
 
-const round = (value: number, digits = 2) => {
+export const round = (value: number, digits = 2) => {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
 };

@@ -248,7 +248,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       participantCounts: options.participantCounts,
       burstSize: options.burstSize,
       budgetSeconds: options.budgetSeconds,
-      captureSeconds: captureSeconds,
+      captureSeconds,
       captureUnavailable: captureUnavailableWhy ?? null,
     },
     media: {

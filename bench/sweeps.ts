@@ -6,6 +6,8 @@ import {
   type LoadPeer,
   measurePoint,
   type Point,
+  round,
+  type SfuLatency,
   type SfuUnderTest,
   stopReason,
 } from "./measure.ts";
@@ -204,6 +206,15 @@ async function wireLatency(
       ),
     ),
   ];
+  const figures: SfuLatency = {
+    p50Ms: null,
+    p99Ms: null,
+    packets: 0,
+    subscribers: sinks.length,
+    unmatchedStreams: 0,
+    medianBySubscriberMs: [],
+    error: null,
+  };
   try {
     const packets = await captureRtp(
       sources.map((leg) => leg.port),
@@ -211,36 +222,17 @@ async function wireLatency(
       settings.captureSeconds,
     );
     const latency = addedLatency(packets, sources, sinks);
-    const quantile = (q: number) => {
-      const value = latency.histogram.quantile(q);
-      return value === undefined ? null : Math.round(value * 1000) / 1000;
-    };
-    return {
-      sfuLatency: {
-        p50Ms: quantile(0.5),
-        p99Ms: quantile(0.99),
-        packets: latency.histogram.total,
-        subscribers: sinks.length,
-        unmatchedStreams: latency.unmatchedStreams,
-        medianBySubscriberMs: latency.medianBySink.map((ms) =>
-          ms === null ? null : Math.round(ms * 1000) / 1000
-        ),
-        error: null,
-      },
-    };
+    const ms = (value: number | null | undefined) =>
+      value == null ? null : round(value, 3);
+    figures.p50Ms = ms(latency.histogram.quantile(0.5));
+    figures.p99Ms = ms(latency.histogram.quantile(0.99));
+    figures.packets = latency.histogram.total;
+    figures.unmatchedStreams = latency.unmatchedStreams;
+    figures.medianBySubscriberMs = latency.medianBySink.map(ms);
   } catch (error) {
-    return {
-      sfuLatency: {
-        p50Ms: null,
-        p99Ms: null,
-        packets: 0,
-        subscribers: sinks.length,
-        unmatchedStreams: 0,
-        medianBySubscriberMs: [],
-        error: (error as Error).message,
-      },
-    };
+    figures.error = (error as Error).message;
   }
+  return { sfuLatency: figures };
 }
 
 interface Step {

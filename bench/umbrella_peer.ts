@@ -22,6 +22,7 @@ import {
   recordIncoming,
 } from "./receive_stats.ts";
 import type { PeerLegs } from "./worker_protocol.ts";
+import { withTimeout } from "./timeout.ts";
 
 const LOOPBACK = { iceAddresses: ["127.0.0.1"], iceServers: [] };
 const SIGNALLING_TIMEOUT_MS = 15_000;
@@ -34,15 +35,12 @@ export interface PeerPlan {
   profile: MediaProfile;
 }
 
-function withTimeout<T>(what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no ${what} within ${SIGNALLING_TIMEOUT_MS} ms`)),
-      SIGNALLING_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+function signalled<T>(what: string, promise: Promise<T>): Promise<T> {
+  return withTimeout(
+    promise,
+    SIGNALLING_TIMEOUT_MS,
+    () => `no ${what} within ${SIGNALLING_TIMEOUT_MS} ms`,
+  );
 }
 
 export class UmbrellaBenchPeer {
@@ -114,7 +112,7 @@ export class UmbrellaBenchPeer {
       );
     };
     try {
-      await withTimeout("hello", hello.promise);
+      await signalled("hello", hello.promise);
       if (plan.publishTag !== undefined) await peer.#publish(plan.publishTag);
     } catch (error) {
       await peer.close();
@@ -176,7 +174,7 @@ export class UmbrellaBenchPeer {
         })),
       },
     });
-    const answer = await withTimeout("answer", this.#answer.promise);
+    const answer = await signalled("answer", this.#answer.promise);
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
     this.source = source;
     source.start();
