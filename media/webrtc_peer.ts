@@ -26,6 +26,11 @@ import {
 } from "./rtc_config.ts";
 import type { Router } from "./router.ts";
 import { type MediaKind, Track, type TrackDescription } from "./track.ts";
+import {
+  bindFastRtpReceive,
+  type RtpDelivery,
+  type StreamBinding,
+} from "./fast_rtp_receive.ts";
 import { applyWeriftPatches, sendRtp } from "./werift_patches.ts";
 
 /** What the remote said about one transceiver of its offer. */
@@ -308,6 +313,26 @@ export class WebRtcPeer {
     let entry: InboundEntry | undefined;
     // Packets of any other codec are not forwarded under this track's name.
     let payloadType = -1;
+    let boundSsrc = -1;
+    const deliver: RtpDelivery = (
+      sequenceNumber,
+      timestamp,
+      marker,
+      packetPayloadType,
+      payload,
+    ) => {
+      const { track, feed } = entry!;
+      if (!feed.active || track.closed) return;
+      this.mediaBytesReceived += payload.length;
+      track.receive(
+        sequenceNumber,
+        timestamp,
+        marker,
+        packetPayloadType,
+        payload,
+        performance.now(),
+      );
+    };
     remote.onReceiveRtp.subscribe((rtp) => {
       const header = rtp.header;
       if (entry === undefined) {
@@ -315,18 +340,24 @@ export class WebRtcPeer {
         if (entry === undefined) return;
         payloadType = header.payloadType;
       }
-      const { track, feed } = entry;
-      if (!feed.active || track.closed || header.payloadType !== payloadType) {
-        return;
+      if (header.payloadType !== payloadType) return;
+      const receiver = transceiver.receiver;
+      if (header.ssrc !== boundSsrc && receiver.dtlsTransport) {
+        boundSsrc = header.ssrc;
+        bindFastRtpReceive({
+          dtls: receiver.dtlsTransport,
+          ssrc: header.ssrc,
+          payloadType,
+          receiver: receiver as unknown as StreamBinding["receiver"],
+          deliver,
+        });
       }
-      this.mediaBytesReceived += rtp.payload.length;
-      track.receive(
+      deliver(
         header.sequenceNumber,
         header.timestamp,
         header.marker,
         header.payloadType,
         rtp.payload,
-        performance.now(),
       );
     });
     remote.onReceiveRtcp.subscribe((packet) => {

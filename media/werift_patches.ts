@@ -18,6 +18,9 @@
 // NACKs publishers once per lost packet (media/nack_generator.ts), so both of
 // werift's paths are switched off here while "nack" stays negotiated in SDP.
 //
+// RTP receive: a bound stream's packets go from the socket to its Track
+// without werift's layers (media/fast_rtp_receive.ts).
+//
 // UDP sends: straight to the kernel through FFI where allowed
 // (media/native_udp.ts), RTP without werift's per-packet promises; else
 // through node:dgram, with media datagrams counted from send until its
@@ -43,6 +46,7 @@ import {
   type NativeUdp,
   NativeUdpSender,
 } from "./native_udp.ts";
+import { applyFastRtpReceive } from "./fast_rtp_receive.ts";
 import { type SendQueue, sendQueue } from "./overload.ts";
 import { applyNativeX25519 } from "./x25519.ts";
 import {
@@ -96,6 +100,7 @@ export function applyWeriftPatches(): PatchStatus {
 
   patchDtlsRetransmission();
   patchUdpSends(sendQueue, native);
+  applyFastRtpReceive();
   patchDefaultStunServer();
   patchSocketsBoundAfterClose();
   applyNativeX25519();
