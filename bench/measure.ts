@@ -5,7 +5,13 @@ import type { Worker, WorkerPool } from "./worker_pool.ts";
 import type { Forwarded } from "./umbrella_process.ts";
 import type { InspectorSession } from "./inspector.ts";
 import type { ProfileSummary } from "./profile.ts";
-import { allProcesses, cpuSeconds, machineCpu, rssBytes } from "./proc.ts";
+import {
+  allProcesses,
+  cpuSecondsBetween,
+  machineCpu,
+  rssBytes,
+  threadCpu,
+} from "./proc.ts";
 import { LatencyHistogram } from "./receive_stats.ts";
 import type { WindowReport } from "./worker_protocol.ts";
 
@@ -190,9 +196,9 @@ export async function measurePoint(
     sfu.link?.(),
   ]);
   const sfuStart = performance.now();
-  const cpuStart = sfu.processes.map((p) => cpuSeconds(p.pid));
-  const generatorStart = pool.workers.map((w) => cpuSeconds(w.pid));
-  const selfStart = cpuSeconds(Deno.pid);
+  const cpuStart = sfu.processes.map((p) => threadCpu(p.pid));
+  const generatorStart = pool.workers.map((w) => threadCpu(w.pid));
+  const selfStart = threadCpu(Deno.pid);
   const machineStart = machineCpu();
   const processesStart = allProcesses();
 
@@ -203,9 +209,9 @@ export async function measurePoint(
     sfu.link?.(),
   ]);
   const sfuSeconds = (performance.now() - sfuStart) / 1000;
-  const cpuEnd = sfu.processes.map((p) => cpuSeconds(p.pid));
-  const generatorEnd = pool.workers.map((w) => cpuSeconds(w.pid));
-  const selfEnd = cpuSeconds(Deno.pid);
+  const cpuEnd = sfu.processes.map((p) => threadCpu(p.pid));
+  const generatorEnd = pool.workers.map((w) => threadCpu(w.pid));
+  const selfEnd = threadCpu(Deno.pid);
   const machineEnd = machineCpu();
   const processesEnd = allProcesses();
   const reports = await pool.all<WindowReport>(
@@ -265,7 +271,7 @@ export async function measurePoint(
   const cpuByProcess: Record<string, number> = {};
   let cpu = 0;
   sfu.processes.forEach((p, i) => {
-    const used = cpuEnd[i] - cpuStart[i];
+    const used = cpuSecondsBetween(cpuStart[i], cpuEnd[i]);
     cpu += used;
     cpuByProcess[p.label] = round(used / sfuSeconds, 3);
   });
@@ -285,11 +291,11 @@ export async function measurePoint(
   const rss = sfu.processes.reduce((sum, p) => sum + rssBytes(p.pid), 0);
   const peers = load.length;
   const generatorCores = generatorEnd.map((end, i) =>
-    (end - generatorStart[i]) / sfuSeconds
+    cpuSecondsBetween(generatorStart[i], end) / sfuSeconds
   );
   const benchCores = cpu / sfuSeconds +
     generatorCores.reduce((sum, c) => sum + c, 0) +
-    (selfEnd - selfStart) / sfuSeconds;
+    cpuSecondsBetween(selfStart, selfEnd) / sfuSeconds;
   const machineTotal = machineEnd.total - machineStart.total;
   const machineShare = (machineEnd.busy - machineStart.busy) / machineTotal;
   const ours = new Set([

@@ -24,6 +24,41 @@ export function cpuSeconds(pid: number): number {
   return cpuFromStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
 }
 
+/** CPU time of each thread of a process, in nanoseconds by thread id. */
+export type ThreadCpu = Map<number, number>;
+
+/** Every thread's CPU time from /proc/<pid>/task/<tid>/schedstat, counted in
+ * nanoseconds. cpuSeconds() counts whole clock ticks (10 ms): at low load a
+ * 2-second window of a few percent of a core is a handful of ticks, so one
+ * tick either way moved a point's µs per packet by a sixth. Falls back to
+ * the process's ticks (as thread 0) where schedstat is missing. */
+export function threadCpu(pid: number): ThreadCpu {
+  const threads: ThreadCpu = new Map();
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const schedstat = Deno.readTextFileSync(
+          `/proc/${pid}/task/${entry.name}/schedstat`,
+        );
+        threads.set(Number(entry.name), Number(schedstat.split(" ")[0]));
+      } catch { /* the thread exited meanwhile */ }
+    }
+  } catch { /* no task listing */ }
+  if (threads.size === 0) threads.set(0, cpuSeconds(pid) * 1e9);
+  return threads;
+}
+
+/** CPU seconds the process used between two readings. A thread that ended
+ * in between loses what it used since the first reading (an SFU's threads
+ * live as long as it does; the runtime's idle helpers do next to nothing). */
+export function cpuSecondsBetween(start: ThreadCpu, end: ThreadCpu): number {
+  let nanoseconds = 0;
+  for (const [thread, used] of end) {
+    nanoseconds += used - (start.get(thread) ?? 0);
+  }
+  return nanoseconds / 1e9;
+}
+
 function cpuFromStat(stat: string): number {
   // The command name (field 2) may contain spaces; fields after it are plain.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
