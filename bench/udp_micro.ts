@@ -11,8 +11,8 @@ import dgram from "node:dgram";
 import process from "node:process";
 import {
   loadNativeUdp,
-  nativeSenderFor,
-  NativeUdpSender,
+  nativeSocketFor,
+  NativeUdpSocket,
 } from "../media/native_udp.ts";
 
 const DATAGRAMS_PER_RUN = 60_000;
@@ -87,8 +87,8 @@ async function main() {
         sockets.push(socket);
       }
       const senders = sockets.map((socket) => {
-        const sender = nativeSenderFor(native, socket);
-        if (!(sender instanceof NativeUdpSender)) {
+        const sender = nativeSocketFor(native, socket);
+        if (!(sender instanceof NativeUdpSocket)) {
           throw new Error(sender.reason);
         }
         return sender;

@@ -13,8 +13,14 @@
 // are made from them). Everything else (RTCP, STUN, DTLS, another payload
 // type, an SSRC not bound, a receiver stopped, SRTP left to werift) takes
 // werift's way as before.
-import type { Buffer } from "node:buffer";
+//
+// A socket that carries a bound stream is also drained: the datagram that
+// woke the event loop is followed by reading whatever queued behind it (the
+// rest of a video frame's burst) straight from the kernel, so a burst costs
+// one wake-up and one node:dgram read instead of one each.
+import { Buffer } from "node:buffer";
 import { type RTCDtlsTransport, StunProtocol } from "werift";
+import type { NativeUdpSocket } from "./native_udp.ts";
 import { FastSrtpSession } from "./srtp/werift_srtp_patch.ts";
 
 /** Takes one received RTP packet; the payload is the receiver's to keep. */
@@ -78,6 +84,8 @@ class TransportReceiver {
   readonly #streams = new Map<number, BoundStream>();
   /** Packets that took this way, for tests and metrics. */
   packets = 0;
+  /** Datagrams read by draining a socket rather than from node:dgram. */
+  drained = 0;
 
   constructor(dtls: DtlsCounters) {
     this.#dtls = dtls;
@@ -88,7 +96,7 @@ class TransportReceiver {
   }
 
   /** True when the datagram was taken here (delivered or dropped). */
-  receive(protocol: unknown, data: Buffer): boolean {
+  receive(protocol: unknown, data: Uint8Array): boolean {
     const length = data.length;
     // RTP only (RFC 7983 and 5761): version 2, not an RTCP packet type.
     if (length < RTP_HEADER || data[0] >> 6 !== 2) return false;
@@ -159,6 +167,57 @@ class TransportReceiver {
 const RECEIVER = Symbol("fastRtpReceiver");
 type WithReceiver = { [RECEIVER]?: TransportReceiver };
 
+/** werift's StunProtocol as the drain sees it. */
+interface DrainedProtocol extends WithReceiver {
+  transport?: {
+    nativeSocket?: NativeUdpSocket;
+    rinfo?: { address: string; port: number; family: string };
+  };
+}
+
+type DatagramHandler = (
+  this: DrainedProtocol,
+  data: Buffer,
+  addr: [string, number],
+) => void;
+
+/** At most this many queued datagrams are read per wake-up, so one busy
+ * socket cannot hold the event loop from the others. */
+const DRAIN_LIMIT = 64;
+/** Larger than any datagram a WebRTC peer sends; longer ones are skipped. */
+const drainBuffer = new Uint8Array(16 * 1024);
+
+/** Reads what is queued on the protocol's socket behind the datagram just
+ * handled. Bound RTP takes the short way from the shared buffer (SRTP
+ * decrypts into a buffer of its own); anything else is copied and given to
+ * werift's way with its source address, as node:dgram would have. */
+function drain(
+  protocol: DrainedProtocol,
+  receiver: TransportReceiver,
+  weriftWay: DatagramHandler,
+): void {
+  const transport = protocol.transport;
+  const socket = transport?.nativeSocket;
+  if (socket === undefined) return;
+  for (let i = 0; i < DRAIN_LIMIT; i++) {
+    const length = socket.receive(drainBuffer);
+    if (length < 0) return;
+    receiver.drained++;
+    const datagram = drainBuffer.subarray(0, length);
+    if (receiver.receive(protocol, datagram)) continue;
+    const source = socket.source();
+    transport!.rinfo = source;
+    try {
+      weriftWay.call(protocol, Buffer.from(datagram), [
+        source.address,
+        source.port,
+      ]);
+    } catch {
+      // As on node:dgram's way: one datagram's failure is not the socket's.
+    }
+  }
+}
+
 /** Where a stream's later packets go once it is bound, as werift's receiver
  * would route them: by SSRC, for the one payload type the Track carries. */
 export interface StreamBinding {
@@ -207,9 +266,13 @@ export function bindFastRtpReceive(binding: StreamBinding): boolean {
   return true;
 }
 
-/** Packets that took the short way on a transport. */
-export function fastRtpPackets(dtls: RTCDtlsTransport): number {
-  return (dtls as unknown as WithReceiver)[RECEIVER]?.packets ?? 0;
+/** Packets that took the short way on a transport, and datagrams read by
+ * draining its sockets. */
+export function fastRtpCounts(
+  dtls: RTCDtlsTransport,
+): { packets: number; drained: number } {
+  const receiver = (dtls as unknown as WithReceiver)[RECEIVER];
+  return { packets: receiver?.packets ?? 0, drained: receiver?.drained ?? 0 };
 }
 
 let patched = false;
@@ -218,7 +281,7 @@ let patched = false;
 export function applyFastRtpReceive(): void {
   if (patched) return;
   const prototype = StunProtocol.prototype as unknown as {
-    datagramReceived(this: WithReceiver, data: Buffer, addr: unknown): void;
+    datagramReceived: DatagramHandler;
   };
   const datagramReceived = prototype.datagramReceived;
   if (typeof datagramReceived !== "function") {
@@ -228,8 +291,9 @@ export function applyFastRtpReceive(): void {
   }
   prototype.datagramReceived = function (data, addr) {
     const receiver = this[RECEIVER];
-    if (receiver !== undefined && receiver.receive(this, data)) return;
-    datagramReceived.call(this, data, addr);
+    if (receiver === undefined) return datagramReceived.call(this, data, addr);
+    if (!receiver.receive(this, data)) datagramReceived.call(this, data, addr);
+    drain(this, receiver, datagramReceived);
   };
   patched = true;
 }

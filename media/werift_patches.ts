@@ -42,9 +42,9 @@ import {
 } from "werift";
 import {
   loadNativeUdp,
-  nativeSenderFor,
+  nativeSocketFor,
   type NativeUdp,
-  NativeUdpSender,
+  NativeUdpSocket,
 } from "./native_udp.ts";
 import { applyFastRtpReceive } from "./fast_rtp_receive.ts";
 import { type SendQueue, sendQueue } from "./overload.ts";
@@ -133,7 +133,7 @@ function patchDefaultStunServer(): void {
  * protocols, which close() closes. A connection closed while a socket was
  * still binding (a participant gone within moments of joining, a trunk
  * dropped mid-setup) left that socket open for good, holding a port of the
- * range and, here, a duplicate descriptor for the native sender. Such a
+ * range and, here, a duplicate descriptor for the native socket. Such a
  * socket is now closed as soon as it is bound, and the gathering of that
  * candidate fails as the connection is closed anyway.
  */
@@ -180,7 +180,7 @@ interface PatchedUdpTransport {
   rinfo?: { address?: string; port?: number };
   send(data: Buffer, addr?: Address): Promise<void>;
   /** Set once the socket is bound, when sends can bypass node:dgram. */
-  nativeSender?: NativeUdpSender;
+  nativeSocket?: NativeUdpSocket;
 }
 
 /** Every send is already complete from its caller's point of view. */
@@ -211,13 +211,13 @@ function patchUdpSends(queue: SendQueue, native: NativeUdp): void {
     const transport = this as unknown as PatchedUdpTransport;
     countSends(transport, queue);
     await init.call(this);
-    const sender = nativeSenderFor(native, transport.socket);
-    if (!(sender instanceof NativeUdpSender)) return;
-    transport.nativeSender = sender;
-    shrinkReceiveAllocations(transport.socket, sender);
+    const socket = nativeSocketFor(native, transport.socket);
+    if (!(socket instanceof NativeUdpSocket)) return;
+    transport.nativeSocket = socket;
+    shrinkReceiveAllocations(transport.socket, socket);
     transport.socket.once("close", () => {
-      transport.nativeSender = undefined;
-      sender.close();
+      transport.nativeSocket = undefined;
+      socket.close();
     });
   };
 }
@@ -285,7 +285,7 @@ function countSends(transport: PatchedUdpTransport, queue: SendQueue): void {
     }
     const host = addr !== undefined ? addr[0] : transport.rinfo?.address;
     const port = addr !== undefined ? addr[1] : transport.rinfo?.port;
-    const native = transport.nativeSender;
+    const native = transport.nativeSocket;
     if (native !== undefined) {
       if (!native.send(data, host!, port!) && isMedia(data)) queue.refused++;
       return SENT;
@@ -323,12 +323,12 @@ const RECEIVE_ALLOCATION_BYTES = 16 * 1024;
  */
 function shrinkReceiveAllocations(
   socket: Socket,
-  sender: NativeUdpSender,
+  native: NativeUdpSocket,
 ): void {
-  const kernel = sender.kernelReceiveBuffer();
+  const kernel = native.kernelReceiveBuffer();
   const doubled = Deno.build.os === "linux";
   socket.setRecvBufferSize(RECEIVE_ALLOCATION_BYTES / (doubled ? 2 : 1));
-  if (kernel > 0 && sender.kernelReceiveBuffer() !== kernel) {
+  if (kernel > 0 && native.kernelReceiveBuffer() !== kernel) {
     socket.setRecvBufferSize(kernel / 2);
   }
 }
@@ -343,7 +343,7 @@ const scratch = new Uint8Array(SCRATCH_BYTES);
  * through three async functions (DTLS transport, ICE connection, STUN
  * protocol), each making a promise per packet, and needs a fresh buffer
  * for the encrypted packet because node:dgram sends it later. Where the
- * nominated pair sends through a native sender, the packet is encrypted
+ * nominated pair sends through a native socket, the packet is encrypted
  * into one scratch buffer and handed to the kernel before this returns.
  * Anything else (TURN relays, node:dgram, SRTP left to werift) takes
  * werift's path.
@@ -362,15 +362,15 @@ export function sendRtp(
     canSendApplicationData(): boolean;
   };
   const pair = connection.nominated;
-  const sender = pair?.protocol.type === "stun"
-    ? pair.protocol.transport.nativeSender
+  const native = pair?.protocol.type === "stun"
+    ? pair.protocol.transport.nativeSocket
     : undefined;
   const srtp = dtls.srtp as unknown;
   // The connection reports connected a moment before werift derives the
   // SRTP keys; werift's own sendRtp would throw and catch for each packet.
   if (srtp === undefined) return;
   if (
-    sender === undefined || !(srtp instanceof FastSrtpSession) ||
+    native === undefined || !(srtp instanceof FastSrtpSession) ||
     payload.byteLength > SCRATCH_BYTES - MAX_RTP_OVERHEAD
   ) {
     // deno-lint-ignore no-explicit-any
@@ -380,7 +380,7 @@ export function sendRtp(
   if (!connection.canSendApplicationData()) return;
   const packet = srtp.encryptInto(scratch, payload, header);
   const remote = pair!.remoteCandidate;
-  if (!sender.send(packet, remote.host, remote.port)) sendQueue.refused++;
+  if (!native.send(packet, remote.host, remote.port)) sendQueue.refused++;
 }
 
 const CLIENT_HELLO = 1;

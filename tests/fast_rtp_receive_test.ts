@@ -13,7 +13,7 @@ import {
 } from "werift";
 import {
   bindFastRtpReceive,
-  fastRtpPackets,
+  fastRtpCounts,
   type StreamBinding,
 } from "../media/fast_rtp_receive.ts";
 import { peerConnectionConfig } from "../media/rtc_config.ts";
@@ -154,7 +154,7 @@ Deno.test("a bound stream's packets go straight to its Track's deliverer; werift
     for (let i = 0; i < 200; i++) send(96, i % 5 === 4);
     await waitFor("200 packets delivered", () => fast.length >= 200);
     assert.deepEqual(fast.slice(0, 200), sent.slice(firstFast));
-    assert.equal(fastRtpPackets(sfuDtls), 200);
+    assert.equal(fastRtpCounts(sfuDtls).packets, 200);
     assert.equal(
       weriftWay.length,
       weriftBefore,
@@ -185,7 +185,7 @@ Deno.test("a bound stream's packets go straight to its Track's deliverer; werift
       () => weriftWay.length > weriftBefore,
     );
     assert.equal(weriftWay.at(-1)!.pt, 102);
-    assert.equal(fastRtpPackets(sfuDtls), 200);
+    assert.equal(fastRtpCounts(sfuDtls).packets, 200);
 
     // A forged packet with the bound SSRC and payload type fails SRTP
     // authentication and is dropped; the stream carries on.
@@ -201,7 +201,29 @@ Deno.test("a bound stream's packets go straight to its Track's deliverer; werift
     send(96, true);
     await waitFor("the next real packet", () => fast.length >= 201);
     assert.deepEqual(fast.slice(200), [sent.at(-1)]);
-    assert.equal(fastRtpPackets(sfuDtls), 201);
+    assert.equal(fastRtpCounts(sfuDtls).packets, 201);
+
+    // A burst sent in one turn waits in the kernel as a whole: the first
+    // datagram wakes the receiver, which reads the rest itself, in order,
+    // another payload type among them still going werift's way.
+    const burstStart = sent.length;
+    const drainedBefore = fastRtpCounts(sfuDtls).drained;
+    const weriftBeforeBurst = weriftWay.length;
+    for (let i = 0; i < 40; i++) send(i === 20 ? 102 : 96, i % 5 === 4);
+    await waitFor(
+      "the burst delivered",
+      () => fast.length >= 240 && weriftWay.length > weriftBeforeBurst,
+    );
+    const burst = sent.slice(burstStart);
+    assert.deepEqual(
+      fast.slice(201, 240),
+      burst.filter((packet) => packet.pt === 96),
+    );
+    assert.deepEqual(weriftWay.slice(weriftBeforeBurst), [burst[20]]);
+    assert.ok(
+      fastRtpCounts(sfuDtls).drained - drainedBefore >= 30,
+      `${fastRtpCounts(sfuDtls).drained - drainedBefore} of 40 drained`,
+    );
   } finally {
     forger.close();
     await publisher.close();

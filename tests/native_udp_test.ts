@@ -7,9 +7,10 @@ import { fileURLToPath } from "node:url";
 import { UdpTransport } from "werift";
 import { applyWeriftPatches } from "../media/werift_patches.ts";
 import {
+  ipv6Text,
   loadNativeUdp,
-  nativeSenderFor,
-  NativeUdpSender,
+  nativeSocketFor,
+  NativeUdpSocket,
 } from "../media/native_udp.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
@@ -35,9 +36,9 @@ async function waitFor(what: string, done: () => boolean) {
   assert.ok(done(), `timed out waiting for ${what}`);
 }
 
-function senderOn(socket: dgram.Socket): NativeUdpSender {
-  const sender = nativeSenderFor(loadNativeUdp(), socket);
-  assert.ok(sender instanceof NativeUdpSender, JSON.stringify(sender));
+function nativeOn(socket: dgram.Socket): NativeUdpSocket {
+  const sender = nativeSocketFor(loadNativeUdp(), socket);
+  assert.ok(sender instanceof NativeUdpSocket, JSON.stringify(sender));
   return sender;
 }
 
@@ -47,7 +48,7 @@ for (
   Deno.test(`${type}: datagrams leave from the node:dgram socket's own port, unchanged and in order`, async () => {
     const from = await bound(type, address);
     const to = await bound(type, address);
-    const sender = senderOn(from.socket);
+    const sender = nativeOn(from.socket);
     try {
       const sent = Array.from({ length: 50 }, (_, i) => {
         const data = new Uint8Array(1200).fill(i);
@@ -78,10 +79,81 @@ for (
   });
 }
 
+for (
+  const [type, address] of [["udp4", "127.0.0.1"], ["udp6", "::1"]] as const
+) {
+  Deno.test(`${type}: queued datagrams are read in order with their source, without waiting`, async () => {
+    const from = await bound(type, address);
+    const to = await bound(type, address);
+    const sender = nativeOn(from.socket);
+    const reader = nativeOn(to.socket);
+    try {
+      // Sent and read in one turn: node:dgram's own read waits for the
+      // event loop, so everything queued is this reader's.
+      const sizes = [1200, 60, 3000, 1]; // 3000 does not fit: skipped
+      sizes.forEach((size, i) =>
+        assert.ok(
+          sender.send(new Uint8Array(size).fill(i + 1), address, to.port),
+        )
+      );
+      const into = new Uint8Array(2048);
+      const read: { length: number; first: number }[] = [];
+      for (let length; (length = reader.receive(into)) >= 0;) {
+        read.push({ length, first: into[0] });
+        assert.deepEqual(reader.source(), {
+          address,
+          port: from.port,
+          family: type === "udp4" ? "IPv4" : "IPv6",
+        });
+      }
+      assert.deepEqual(read, [
+        { length: 1200, first: 1 },
+        { length: 60, first: 2 },
+        { length: 1, first: 4 },
+      ]);
+      reader.close();
+      assert.ok(sender.send(new Uint8Array(10), address, to.port));
+      assert.equal(reader.receive(into), -1, "a closed reader reads nothing");
+      await waitFor("node:dgram to read on", () => to.received.length === 1);
+    } finally {
+      sender.close();
+      reader.close();
+      from.socket.close();
+      to.socket.close();
+    }
+  });
+}
+
+Deno.test("IPv6 addresses are written as RFC 5952 (and Rust, and so node:dgram) writes them", () => {
+  const bytes = (groups: number[]) => {
+    const out = new Uint8Array(16);
+    groups.forEach((g, i) => {
+      out[2 * i] = g >> 8;
+      out[2 * i + 1] = g & 0xff;
+    });
+    return out;
+  };
+  const cases: [number[], string][] = [
+    [[0, 0, 0, 0, 0, 0, 0, 1], "::1"],
+    [[0, 0, 0, 0, 0, 0, 0, 0], "::"],
+    [
+      [0xfe80, 0, 0, 0, 0x1ff, 0xfe23, 0x4567, 0x890a],
+      "fe80::1ff:fe23:4567:890a",
+    ],
+    [[0x2001, 0xdb8, 0, 0, 1, 0, 0, 1], "2001:db8::1:0:0:1"],
+    [[0x2001, 0xdb8, 0, 1, 1, 1, 1, 1], "2001:db8:0:1:1:1:1:1"],
+    [[0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], "2001:db8::"],
+    [[0, 0, 0, 0, 0, 0xffff, 0x7f00, 1], "::ffff:127.0.0.1"],
+  ];
+  for (const [groups, text] of cases) {
+    assert.equal(ipv6Text(bytes(groups)), text);
+  }
+});
+
 Deno.test("a destination that is not an address, or a closed sender, sends nothing", async () => {
   const from = await bound("udp4", "127.0.0.1");
   const to = await bound("udp4", "127.0.0.1");
-  const sender = senderOn(from.socket);
+  const sender = nativeOn(from.socket);
   try {
     const data = new Uint8Array([0x80, 1]);
     assert.equal(sender.send(data, "localhost", to.port), false);
@@ -129,7 +201,7 @@ console.log(JSON.stringify(loadNativeUdp()));`,
 Deno.test("werift's sockets allocate 16 KiB per received datagram, not 64, and keep the kernel's buffer", async () => {
   applyWeriftPatches();
   const plain = await bound("udp4", "127.0.0.1");
-  const plainSender = senderOn(plain.socket);
+  const plainSender = nativeOn(plain.socket);
   const transport = await UdpTransport.init(
     "udp4",
     {
@@ -138,14 +210,14 @@ Deno.test("werift's sockets allocate 16 KiB per received datagram, not 64, and k
   );
   const patched = transport as unknown as {
     socket: dgram.Socket;
-    nativeSender: NativeUdpSender;
+    nativeSocket: NativeUdpSocket;
   };
   const received: number[] = [];
   transport.onData = (data: Buffer) => received.push(data.length);
   try {
     assert.equal(patched.socket.getRecvBufferSize(), 16 * 1024);
     assert.equal(
-      patched.nativeSender.kernelReceiveBuffer(),
+      patched.nativeSocket.kernelReceiveBuffer(),
       plainSender.kernelReceiveBuffer(),
       "the kernel's buffer is untouched",
     );

@@ -485,10 +485,10 @@ async function loopbackTransport(native: boolean) {
       interfaceAddresses: { udp4: "127.0.0.1" },
     } as Parameters<typeof UdpTransport.init>[1],
   );
-  const patched = transport as unknown as { nativeSender?: { close(): void } };
+  const patched = transport as unknown as { nativeSocket?: { close(): void } };
   if (!native) {
-    patched.nativeSender?.close();
-    patched.nativeSender = undefined;
+    patched.nativeSocket?.close();
+    patched.nativeSocket = undefined;
   }
   return {
     transport,
@@ -520,9 +520,9 @@ Deno.test("werift's UDP sends go straight to the kernel where FFI allows: nothin
     assert.equal(sendQueue.pending, pending, "no send waits for the loop");
     await waitFor("the datagrams to arrive", () => marks.length === 20, 5000);
     assert.deepEqual(marks, [...Array(20).keys()], "in order, unchanged");
-    assert.ok(patched.nativeSender, "sends went through a native sender");
+    assert.ok(patched.nativeSocket, "sends went through a native sender");
     await transport.close();
-    assert.equal(patched.nativeSender, undefined, "closed with its socket");
+    assert.equal(patched.nativeSocket, undefined, "closed with its socket");
   } finally {
     await close();
   }

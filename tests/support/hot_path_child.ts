@@ -12,8 +12,8 @@ import { loadLibcryptoBackend } from "../../media/srtp/libcrypto.ts";
 import { FastSrtpSession } from "../../media/srtp/werift_srtp_patch.ts";
 import {
   loadNativeUdp,
-  nativeSenderFor,
-  NativeUdpSender,
+  nativeSocketFor,
+  NativeUdpSocket,
 } from "../../media/native_udp.ts";
 
 const PACKETS = 200_000;
@@ -37,9 +37,9 @@ const source = dgram.createSocket("udp4");
 await new Promise<void>((done) => sink.bind(0, "127.0.0.1", done));
 await new Promise<void>((done) => source.bind(0, "127.0.0.1", done));
 const port = sink.address().port;
-const made = nativeSenderFor(loadNativeUdp(), source);
-if (!(made instanceof NativeUdpSender)) throw new Error(made.reason);
-const sender: NativeUdpSender = made;
+const made = nativeSocketFor(loadNativeUdp(), source);
+if (!(made instanceof NativeUdpSocket)) throw new Error(made.reason);
+const sender: NativeUdpSocket = made;
 
 const scratch = new Uint8Array(new ArrayBuffer(2048));
 const payloads = [600, 1000, 1150].map((n) => new Uint8Array(n));
