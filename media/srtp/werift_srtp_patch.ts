@@ -34,6 +34,7 @@ import { selectSrtpBackend, type SrtpCryptoBackend } from "./backend.ts";
 import {
   isSupportedSrtpProfile,
   masterKeyLengths,
+  SealScratch,
   SrtpContext,
   SrtpError,
 } from "./context.ts";
@@ -44,6 +45,9 @@ const ONE_BYTE_PROFILE = 0xbede;
  * extensions. */
 export const MAX_RTP_OVERHEAD = 256;
 const TWO_BYTE_PROFILE = 0x1000;
+
+/** Where encrypt() seals before copying out. */
+const encryptScratch = new SealScratch(2048);
 
 /** werift's own decrypt failures are SrtpAuthenticationError, the one error
  * its receive path treats as "drop the packet". */
@@ -58,43 +62,31 @@ function asWeriftError(error: unknown): unknown {
 export class FastSrtpSession {
   constructor(readonly local: SrtpContext, readonly remote: SrtpContext) {}
 
-  /** The header is written straight into the output buffer, where werift
-   * serializes it into a buffer of its own and then concatenates. */
+  /** For werift's own sends: the packet in a buffer of its own. */
   encrypt(payload: Uint8Array, header: RtpHeader): Buffer {
-    const headerLength = rtpHeaderSize(header);
-    const out = Buffer.allocUnsafe(
-      headerLength + payload.length + this.local.rtpOverhead,
-    );
-    this.#seal(out, header, headerLength, payload);
-    return out;
+    const length = rtpHeaderSize(header) + payload.length +
+      this.local.rtpOverhead;
+    const scratch = length <= encryptScratch.size
+      ? encryptScratch
+      : new SealScratch(length);
+    return Buffer.from(this.encryptInto(scratch, payload, header));
   }
 
-  /** Encrypts into the start of `scratch` and returns a view of the packet
-   * there, for a sender that is done with it before `scratch` is reused.
-   * Throws a RangeError if the packet would not fit. */
+  /** Writes the header straight into `scratch` and seals the payload after
+   * it; returns the packet's view of the scratch, for a sender that is done
+   * with it before the scratch is reused. Throws if it would not fit. */
   encryptInto(
-    scratch: Uint8Array,
+    scratch: SealScratch,
     payload: Uint8Array,
     header: RtpHeader,
   ): Uint8Array {
     const headerLength = rtpHeaderSize(header);
     const length = headerLength + payload.length + this.local.rtpOverhead;
-    if (length > scratch.length) {
+    if (length > scratch.size) {
       throw new RangeError(`an SRTP packet of ${length} bytes does not fit`);
     }
-    const out = scratch.subarray(0, length);
-    this.#seal(out, header, headerLength, payload);
-    return out;
-  }
-
-  #seal(
-    out: Uint8Array,
-    header: RtpHeader,
-    headerLength: number,
-    payload: Uint8Array,
-  ): void {
-    writeRtpHeader(header, out);
-    this.local.sealRtp(out, headerLength, payload);
+    writeRtpHeader(header, scratch.bytes);
+    return this.local.sealRtp(scratch, headerLength, payload);
   }
 
   decrypt(data: Buffer): Buffer {

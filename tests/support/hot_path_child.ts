@@ -5,6 +5,7 @@
 import dgram from "node:dgram";
 import { RtpHeader } from "werift";
 import {
+  SealScratch,
   SRTP_AEAD_AES_128_GCM,
   SrtpContext,
 } from "../../media/srtp/context.ts";
@@ -41,7 +42,7 @@ const made = nativeSocketFor(loadNativeUdp(), source);
 if (!(made instanceof NativeUdpSocket)) throw new Error(made.reason);
 const sender: NativeUdpSocket = made;
 
-const scratch = new Uint8Array(new ArrayBuffer(2048));
+const scratch = new SealScratch(2048);
 const payloads = [600, 1000, 1150].map((n) => new Uint8Array(n));
 /** Named, so the test can tell its deopts (with the calls it inlined). */
 function drive(): number {
