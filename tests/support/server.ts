@@ -113,7 +113,11 @@ export async function startServer(
   try {
     url = await listening.promise;
   } catch (error) {
-    child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It exited already; that is the error reported.
+    }
     await exited;
     throw error;
   } finally {
