@@ -125,11 +125,15 @@ export async function startNode(config: Config): Promise<RunningNode> {
     admission: overload,
   };
   const sessions = new Set<SignallingSession>();
+  // Load is watched while any session (participant or trunk) is open: an
+  // idle node does not wake itself.
   const track = (session: SignallingSession) => {
     sessions.add(session);
+    overload.start();
     const previous = session.onClosed;
     session.onClosed = (reason) => {
       sessions.delete(session);
+      if (sessions.size === 0) overload.stop();
       previous?.(reason);
     };
   };
@@ -409,7 +413,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
     })
     : undefined;
 
-  overload.start();
   return {
     port: addr.port,
     origin: `${scheme}://${

@@ -140,6 +140,11 @@ export function renderMetrics(
 
   const gauges: [string, string, number][] = [
     [
+      "umbrella_overload_watching",
+      "1 while the load is watched (a session is open); an idle node does not wake itself.",
+      overload.watching ? 1 : 0,
+    ],
+    [
       "umbrella_overloaded",
       "1 while the node sheds load and refuses new participants.",
       overload.overloaded ? 1 : 0,

@@ -254,6 +254,38 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
   monitor.stop();
 });
 
+Deno.test("stopping the monitor lifts shedding and admits again; start and stop repeat harmlessly", () => {
+  const queue = new SendQueue();
+  const shedding = new VideoShedding();
+  const changes: boolean[] = [];
+  const monitor = new OverloadMonitor(
+    testLimits(),
+    (overloaded) => changes.push(overloaded),
+    queue,
+    shedding,
+  );
+  assert.equal(monitor.stats().watching, false);
+  monitor.start();
+  monitor.start();
+  assert.equal(monitor.stats().watching, true);
+  for (let tick = 0; tick < 5; tick++) {
+    for (let i = 0; i < 300; i++) queue.acquire();
+    monitor.tick(0);
+    queue.release(300);
+  }
+  assert.equal(monitor.admit(), "refuse-and-warn");
+  assert.ok(monitor.stats().shedFraction > 0);
+  monitor.stop();
+  monitor.stop();
+  const stats = monitor.stats();
+  assert.equal(stats.watching, false);
+  assert.equal(stats.overloaded, false);
+  assert.equal(stats.shedFraction, 0);
+  assert.equal(stats.lagSeconds, 0);
+  assert.equal(monitor.admit(), "admit");
+  assert.deepEqual(changes, [true, false]);
+});
+
 // ---- a subscription being shed ----
 
 const VP8_KEY = Uint8Array.from([0x10, 0x10, 0, 0, 1, 2, 3]);
@@ -575,6 +607,24 @@ Deno.test("on node:dgram, a burst from one turn leaves in order", async () => {
 });
 
 // ---- a real server at capacity ----
+
+Deno.test("a node watches its load only while a session is open", async () => {
+  const server = await startServer();
+  try {
+    assert.equal(await metric(server, "umbrella_overload_watching"), 0);
+    const client = await WeriftClient.connect(server.wsUrl, "someone");
+    assert.equal(await metric(server, "umbrella_overload_watching"), 1);
+    await client.close();
+    let watching = 1;
+    for (let polls = 0; polls < 50 && watching !== 0; polls++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      watching = await metric(server, "umbrella_overload_watching");
+    }
+    assert.equal(watching, 0, "still watching after the last session left");
+  } finally {
+    await server.stop();
+  }
+});
 
 Deno.test("at capacity (node:dgram sends) a new participant is refused with the reason while an existing one keeps receiving", async () => {
   // Without FFI, sends queue in node:dgram; with room for one datagram,
