@@ -189,8 +189,16 @@ export function limitsFor(maxPendingSends: number): OverloadLimits {
 
 /** Video is shed in steps of 1/SHED_STEPS of the subscriptions. */
 export const SHED_STEPS = 8;
-/** Decisions are taken every TICK_MS. */
+/** Decisions are taken every TICK_MS... */
 const TICK_MS = 100;
+/** ...until CALM_TICKS_BEFORE_SLOW ticks in a row found calm and nothing
+ * shed; then every SLOW_TICK_MS, until a tick finds anything else. A lightly
+ * loaded node then wakes once a second for this, not ten times: at a few
+ * hundred packets a second each wake-up of the event loop costs about as
+ * much as the packets (see docs/performance.md). A late timer is itself the
+ * sign of load, so a slow tick still notices it. */
+const CALM_TICKS_BEFORE_SLOW = 50;
+const SLOW_TICK_MS = 1000;
 /** A step up waits this many ticks after the previous one, for it to show. */
 const TICKS_BETWEEN_RAISES = 5;
 /** Shedding starts only after this many ticks of pressure in a row: a burst
@@ -213,6 +221,8 @@ export class OverloadController {
   shedSteps = 0;
   /** Counts overload episodes: it changes each time one begins. */
   episode = 0;
+  /** The last tick found calm and nothing is shed. */
+  atRest = true;
   #ticksSinceRaise = TICKS_BETWEEN_RAISES;
   #calmTicks = 0;
   #pressureTicks = 0;
@@ -232,6 +242,7 @@ export class OverloadController {
 
   /** Back to rest: nothing shed, no lag remembered. */
   reset(): void {
+    this.atRest = true;
     this.lagMs = 0;
     this.shedSteps = 0;
     this.#ticksSinceRaise = TICKS_BETWEEN_RAISES;
@@ -271,6 +282,7 @@ export class OverloadController {
       this.#calmTicks = 0;
       if (this.shedSteps === 0) this.#pressureTicks = 0;
     }
+    this.atRest = calm && this.shedSteps === 0;
   }
 }
 
@@ -316,8 +328,10 @@ export class OverloadMonitor implements AdmissionGate {
   joinsRefused = 0;
   #queue: SendQueue;
   #shedding: VideoShedding;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #lastTickMs = 0;
+  #tickMs = TICK_MS;
+  #restingTicks = 0;
   #lastPeak = 0;
   #lastRefused = 0;
   #warnedEpisode = 0;
@@ -339,19 +353,26 @@ export class OverloadMonitor implements AdmissionGate {
   /** Starts watching; again while watching does nothing. */
   start(): void {
     if (this.#timer !== undefined) return;
+    this.#tickMs = TICK_MS;
+    this.#restingTicks = 0;
+    this.#schedule();
+  }
+
+  #schedule(): void {
     this.#lastTickMs = performance.now();
-    this.#timer = setInterval(() => {
-      const now = performance.now();
-      this.tick(now - this.#lastTickMs - TICK_MS);
-      this.#lastTickMs = now;
-    }, TICK_MS);
+    this.#timer = setTimeout(() => {
+      this.#tickMs = this.tick(
+        performance.now() - this.#lastTickMs - this.#tickMs,
+      );
+      this.#schedule();
+    }, this.#tickMs);
   }
 
   /** Stops watching and lifts any shedding: with nothing left to protect,
    * the next participant is admitted. */
   stop(): void {
     if (this.#timer === undefined) return;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
     const wasOverloaded = this.controller.overloaded;
     this.controller.reset();
@@ -359,8 +380,9 @@ export class OverloadMonitor implements AdmissionGate {
     if (wasOverloaded) this.#onChange(false, this.stats());
   }
 
-  /** One decision; start() calls it on its timer. */
-  tick(driftMs: number): void {
+  /** One decision; start() calls it on its timer. Returns how long until
+   * the next. */
+  tick(driftMs: number): number {
     const controller = this.controller;
     const wasOverloaded = controller.overloaded;
     this.#lastPeak = this.#queue.takePeak();
@@ -371,6 +393,10 @@ export class OverloadMonitor implements AdmissionGate {
     if (controller.overloaded !== wasOverloaded) {
       this.#onChange(controller.overloaded, this.stats());
     }
+    this.#restingTicks = controller.atRest ? this.#restingTicks + 1 : 0;
+    return this.#restingTicks >= CALM_TICKS_BEFORE_SLOW
+      ? SLOW_TICK_MS
+      : TICK_MS;
   }
 
   admit(): Admission {

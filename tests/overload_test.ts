@@ -254,6 +254,32 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
   monitor.stop();
 });
 
+Deno.test("a calm monitor checks once a second, and ten times a second at any sign of load", () => {
+  const queue = new SendQueue();
+  const monitor = new OverloadMonitor(
+    testLimits(),
+    () => {},
+    queue,
+    new VideoShedding(),
+  );
+  const periods: number[] = [];
+  for (let i = 0; i < 50; i++) periods.push(monitor.tick(0));
+  assert.deepEqual(new Set(periods.slice(0, 49)), new Set([100]));
+  assert.equal(periods[49], 1000, "slow after 5 s of calm");
+  assert.equal(monitor.tick(5), 1000, "a few ms late is still calm");
+  // A timer a second late: the event loop was busy. Fast again until the
+  // smoothed lag has settled and 50 calm ticks followed.
+  assert.equal(monitor.tick(1000), 100);
+  let fast = 1;
+  while (fast < 200 && monitor.tick(0) === 100) fast++;
+  assert.ok(fast > 50 && fast < 200, `${fast} fast ticks`);
+  // Sends piling up bring the fast ticks back at once.
+  for (let i = 0; i < 300; i++) queue.acquire();
+  assert.equal(monitor.tick(0), 100);
+  queue.release(300);
+  monitor.stop();
+});
+
 Deno.test("stopping the monitor lifts shedding and admits again; start and stop repeat harmlessly", () => {
   const queue = new SendQueue();
   const shedding = new VideoShedding();
