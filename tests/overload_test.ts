@@ -208,17 +208,17 @@ Deno.test("the default limits scale with --max-pending-sends", () => {
 
 // ---- admission ----
 
-Deno.test("joins are refused while overloaded, with one warning per episode", () => {
+/** A monitor with a queue of its own, recording when it is overloaded. */
+function testMonitor() {
   const queue = new SendQueue();
-  const shedding = new VideoShedding();
   const changes: boolean[] = [];
   const monitor = new OverloadMonitor(
     testLimits(),
     (overloaded) => changes.push(overloaded),
     queue,
-    shedding,
+    new VideoShedding(),
   );
-  assert.equal(queue.limit, 800, "the monitor sets the cap");
+  /** Ticks with sends piling up, until it sheds. */
   const overload = () => {
     for (let tick = 0; tick < 5; tick++) {
       for (let i = 0; i < 300; i++) queue.acquire();
@@ -226,6 +226,12 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
       queue.release(300);
     }
   };
+  return { queue, changes, monitor, overload };
+}
+
+Deno.test("joins are refused while overloaded, with one warning per episode", () => {
+  const { queue, changes, monitor, overload } = testMonitor();
+  assert.equal(queue.limit, 800, "the monitor sets the cap");
   const calmDown = () => {
     for (let i = 0; i < 200 && monitor.controller.overloaded; i++) {
       monitor.tick(0);
@@ -255,13 +261,7 @@ Deno.test("joins are refused while overloaded, with one warning per episode", ()
 });
 
 Deno.test("a calm monitor checks once a second, and ten times a second at any sign of load", () => {
-  const queue = new SendQueue();
-  const monitor = new OverloadMonitor(
-    testLimits(),
-    () => {},
-    queue,
-    new VideoShedding(),
-  );
+  const { queue, monitor } = testMonitor();
   const periods: number[] = [];
   for (let i = 0; i < 50; i++) periods.push(monitor.tick(0));
   assert.deepEqual(new Set(periods.slice(0, 49)), new Set([100]));
@@ -281,24 +281,12 @@ Deno.test("a calm monitor checks once a second, and ten times a second at any si
 });
 
 Deno.test("stopping the monitor lifts shedding and admits again; start and stop repeat harmlessly", () => {
-  const queue = new SendQueue();
-  const shedding = new VideoShedding();
-  const changes: boolean[] = [];
-  const monitor = new OverloadMonitor(
-    testLimits(),
-    (overloaded) => changes.push(overloaded),
-    queue,
-    shedding,
-  );
+  const { changes, monitor, overload } = testMonitor();
   assert.equal(monitor.stats().watching, false);
   monitor.start();
   monitor.start();
   assert.equal(monitor.stats().watching, true);
-  for (let tick = 0; tick < 5; tick++) {
-    for (let i = 0; i < 300; i++) queue.acquire();
-    monitor.tick(0);
-    queue.release(300);
-  }
+  overload();
   assert.equal(monitor.admit(), "refuse-and-warn");
   assert.ok(monitor.stats().shedFraction > 0);
   monitor.stop();
