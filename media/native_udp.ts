@@ -272,7 +272,7 @@ interface UdpHandle {
   fdForIpc?: () => number;
 }
 
-/** A sender on a bound node:dgram socket, or why there is none. */
+/** The native side of a bound node:dgram socket, or why there is none. */
 export function nativeSocketFor(
   native: NativeUdp,
   socket: Socket,
