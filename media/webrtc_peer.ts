@@ -121,8 +121,9 @@ export function publishedTracks(
 const SILENCE_LIMIT_MS = 8000;
 /** A PeerConnection that has not connected by then never will. */
 const CONNECT_LIMIT_MS = 20000;
+/** The watchdog's interval, which is also the send leg's sender-report
+ * interval: one timer a leg, as each timer is a wake-up of its own. */
 const WATCHDOG_INTERVAL_MS = 1000;
-const SENDER_REPORT_INTERVAL_MS = 1000;
 /** Sender reports per compound RTCP packet: 28 bytes each stays under MTU. */
 const REPORTS_PER_PACKET = 30;
 
@@ -152,6 +153,8 @@ class Leg implements RtpOutput {
     role: PeerConnectionRole,
     onConnected: () => void,
     onFailed: (reason: string) => void,
+    /** Each watchdog interval while connected. */
+    onTick: () => void = () => {},
   ) {
     this.pc = new RTCPeerConnection(peerConnectionConfig(network, role));
     const createdMs = performance.now();
@@ -182,7 +185,9 @@ class Leg implements RtpOutput {
         this.#lastActivityMs = now;
       } else if (now - this.#lastActivityMs > SILENCE_LIMIT_MS) {
         onFailed(`nothing received on the ${role} connection for 8 s`);
+        return;
       }
+      onTick();
     }, WATCHDOG_INTERVAL_MS);
   }
 
@@ -236,7 +241,6 @@ export class WebRtcPeer {
   /** Subscriptions and ends waiting for the current negotiation to finish. */
   #wanted = new Set<string>();
   #stopping: RTCRtpTransceiver[] = [];
-  #senderReportTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   constructor(options: WebRtcPeerOptions) {
@@ -497,14 +501,20 @@ export class WebRtcPeer {
   }
 
   #createSendLeg(): Leg {
-    const leg = new Leg(this.#network, "send", () => {
-      // Packets before DTLS were dropped, so every stream starts over at a
-      // fresh keyframe now that it can actually be delivered.
-      const now = performance.now();
-      for (const { consumer } of this.#subscriptions.values()) {
-        if (consumer.active) consumer.restart(now);
-      }
-    }, this.#fail);
+    const leg = new Leg(
+      this.#network,
+      "send",
+      () => {
+        // Packets before DTLS were dropped, so every stream starts over at
+        // a fresh keyframe now that it can actually be delivered.
+        const now = performance.now();
+        for (const { consumer } of this.#subscriptions.values()) {
+          if (consumer.active) consumer.restart(now);
+        }
+      },
+      this.#fail,
+      () => this.#sendSenderReports(),
+    );
     // A data channel's m-section is never rejected, so as the first one it
     // stays the BUNDLE tag. Without it, stopping the first media section
     // moves the tag: browsers then list their candidates under the rejected
@@ -513,10 +523,6 @@ export class WebRtcPeer {
     // transport down.
     leg.pc.createDataChannel("umbrella");
     this.#output = leg;
-    this.#senderReportTimer = setInterval(
-      () => this.#sendSenderReports(),
-      SENDER_REPORT_INTERVAL_MS,
-    );
     return leg;
   }
 
@@ -632,7 +638,6 @@ export class WebRtcPeer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#senderReportTimer);
     for (const { consumer } of this.#subscriptions.values()) consumer.close();
     this.#subscriptions.clear();
     for (const entry of this.#inbound.values()) {

@@ -503,6 +503,45 @@ Deno.test("H.264 is forwarded as H.264, and a subscriber that cannot decode it g
   }
 });
 
+Deno.test("each forwarded stream gets a sender report about once a second, counting what was sent", async () => {
+  const server = await startServer();
+  const publisher = await WeriftClient.connect(server.wsUrl, "speaker");
+  const listener = await WeriftClient.connect(server.wsUrl, "listener");
+  try {
+    await publisher.publish({ audio: true, video: "vp8", tag: 30 });
+    const tracks = () => [...listener.received.values()];
+    await waitFor(
+      "a first report on both streams",
+      () => tracks().length === 2 && tracks().every((t) => t.senderReports > 0),
+      15_000,
+    );
+    const before = tracks().map((t) => t.senderReports);
+    const startedMs = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    const seconds = (performance.now() - startedMs) / 1000;
+    tracks().forEach((track, i) => {
+      const reports = track.senderReports - before[i];
+      // Once a second: a late timer may skip one, and none comes twice.
+      assert.ok(
+        reports >= seconds - 2 && reports <= seconds + 1,
+        `${reports} reports in ${seconds.toFixed(1)} s on ${
+          MediaKind[track.info.kind!]
+        }`,
+      );
+      // What the SFU sent up to the report, which the listener received
+      // (but for the first few, before it knew the track).
+      assert.ok(
+        track.reportedPackets > track.packets / 2 &&
+          track.reportedPackets <= track.packets + 10,
+        `${track.reportedPackets} reported, ${track.packets} received`,
+      );
+    });
+  } finally {
+    await Promise.all([publisher.close(), listener.close()]);
+    await server.stop();
+  }
+});
+
 Deno.test("losses are repaired: publisher-leg losses NACKed upstream once, subscriber NACKs answered from the cache", async () => {
   const server = await startServer();
   const publisher = await WeriftClient.connect(server.wsUrl, "lossy-uplink", {

@@ -4,6 +4,7 @@ import { Buffer } from "node:buffer";
 import {
   MediaStreamTrack,
   RTCPeerConnection,
+  RtcpSrPacket,
   type RTCRtpTransceiver,
   RtpHeader,
   RtpPacket,
@@ -59,6 +60,9 @@ export interface ReceivedTrack {
   lastSequence: number;
   firstPacketAtMs: number;
   latenciesMs: number[];
+  /** Sender reports for the stream, and the packet count of the latest. */
+  senderReports: number;
+  reportedPackets: number;
 }
 
 export interface PublishOptions {
@@ -255,7 +259,16 @@ export class WeriftClient {
   ): void {
     let current: ReceivedTrack | undefined;
     let offset = 0;
+    let ssrc = -1;
+    transceiver.receiver.onRtcp.subscribe((packet) => {
+      if (packet.type !== RtcpSrPacket.type || current === undefined) return;
+      const report = packet as RtcpSrPacket;
+      if (report.ssrc !== ssrc) return;
+      current.senderReports++;
+      current.reportedPackets = report.senderInfo.packetCount;
+    });
     track.onReceiveRtp.subscribe((rtp) => {
+      ssrc = rtp.header.ssrc;
       const info = this.#midToTrack.get(transceiver.mid ?? "");
       if (!info) return;
       if (current?.info.id !== info.id) {
@@ -269,6 +282,8 @@ export class WeriftClient {
           lastSequence: -1,
           firstPacketAtMs: performance.now(),
           latenciesMs: [],
+          senderReports: 0,
+          reportedPackets: 0,
         };
         current = existing;
         this.received.set(info.id!, existing);
