@@ -21,6 +21,7 @@
 import { Buffer } from "node:buffer";
 import { type RTCDtlsTransport, StunProtocol } from "werift";
 import type { NativeUdpSocket } from "./native_udp.ts";
+import { PacketScratch } from "./packet_scratch.ts";
 import { FastSrtpSession } from "./srtp/werift_srtp_patch.ts";
 
 /** Takes one received RTP packet; the payload is the receiver's to keep. */
@@ -185,7 +186,7 @@ type DatagramHandler = (
  * socket cannot hold the event loop from the others. */
 const DRAIN_LIMIT = 64;
 /** Larger than any datagram a WebRTC peer sends; longer ones are skipped. */
-const drainBuffer = new Uint8Array(16 * 1024);
+const drainScratch = new PacketScratch(16 * 1024);
 
 /** Reads what is queued on the protocol's socket behind the datagram just
  * handled. Bound RTP takes the short way from the shared buffer (SRTP
@@ -200,10 +201,10 @@ function drain(
   const socket = transport?.nativeSocket;
   if (socket === undefined) return;
   for (let i = 0; i < DRAIN_LIMIT; i++) {
-    const length = socket.receive(drainBuffer);
+    const length = socket.receive(drainScratch.bytes);
     if (length < 0) return;
     receiver.drained++;
-    const datagram = drainBuffer.subarray(0, length);
+    const datagram = drainScratch.upTo(length);
     if (receiver.receive(protocol, datagram)) continue;
     const source = socket.source();
     transport!.rinfo = source;

@@ -55,7 +55,7 @@ import {
   type FastSrtpStatus,
   MAX_RTP_OVERHEAD,
 } from "./srtp/werift_srtp_patch.ts";
-import { SealScratch } from "./srtp/context.ts";
+import { PacketScratch } from "./packet_scratch.ts";
 
 export interface PatchStatus {
   srtp: FastSrtpStatus;
@@ -337,7 +337,7 @@ function shrinkReceiveAllocations(
 /** Room for any RTP packet this node sends (payloads come from datagrams of
  * at most an MTU) plus SRTP's tag. */
 const SCRATCH_BYTES = 4096;
-const scratch = new SealScratch(SCRATCH_BYTES);
+const scratch = new PacketScratch(SCRATCH_BYTES);
 
 /**
  * Sends one RTP packet on a connected transport. werift's sendRtp goes

@@ -15,7 +15,6 @@ import type { SrtpCryptoBackend } from "../media/srtp/backend.ts";
 import {
   deriveSessionKeys,
   REPLAY_WINDOW,
-  SealScratch,
   SRTP_AEAD_AES_128_GCM,
   SRTP_AES128_CM_HMAC_SHA1_80,
   SrtpContext,
@@ -37,6 +36,7 @@ import {
   writeRtpHeader,
 } from "../media/srtp/werift_srtp_patch.ts";
 import { peerConnectionConfig } from "../media/rtc_config.ts";
+import { PacketScratch } from "../media/packet_scratch.ts";
 
 const hex = (s: string) =>
   new Uint8Array(Buffer.from(s.replace(/\s/g, ""), "hex"));
@@ -456,7 +456,7 @@ eachBackendAndProfile(
     const { key, salt } = masterPair(profile);
     const allocating = fastSessions(profile, key, salt, backend);
     const scratching = fastSessions(profile, key, salt, backend);
-    const scratch = new SealScratch(1500);
+    const scratch = new PacketScratch(1500);
     for (const { header, payload } of randomPackets(40, 100, 0x01020304)) {
       const expected = allocating.srtp.encrypt(payload, header);
       const packet = scratching.srtp.encryptInto(scratch, payload, header);
@@ -473,7 +473,7 @@ eachBackendAndProfile(
     assert.throws(
       () =>
         scratching.srtp.encryptInto(
-          new SealScratch(40),
+          new PacketScratch(40),
           new Uint8Array(20),
           new RtpHeader({ ssrc: 9, sequenceNumber: 1 }),
         ),
@@ -683,7 +683,7 @@ eachBackendAndProfile(
     assertSrtpError(() => sender.protectRtp(hex("40" + "00".repeat(20))));
     assertSrtpError(() => sender.protectRtcp(new Uint8Array(7)), /too short/);
     assertSrtpError(() =>
-      sender.sealRtp(new SealScratch(20), 12, new Uint8Array(5))
+      sender.sealRtp(new PacketScratch(20), 12, new Uint8Array(5))
     );
     // The genuine packet still opens after all that.
     assert.equal(

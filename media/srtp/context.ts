@@ -20,6 +20,7 @@ import {
   selectSrtpBackend,
   type SrtpCryptoBackend,
 } from "./backend.ts";
+import { PacketScratch } from "../packet_scratch.ts";
 
 export const SRTP_AES128_CM_HMAC_SHA1_80 = 0x0001;
 export const SRTP_AEAD_AES_128_GCM = 0x0007;
@@ -216,38 +217,9 @@ function tagsEqual(
   return diff === 0;
 }
 
-/** A buffer that packets are sealed into one after another, with the views
- * of it that sealing and sending take (the header, the ciphertext, the tag,
- * the packet) made once per offset instead of once per packet: each view is
- * a heap object, and three or four per forwarded packet were most of the
- * forwarding path's garbage and a share of V8's builtin time. */
-export class SealScratch {
-  readonly bytes: Uint8Array;
-  readonly size: number;
-  readonly #upTo: (Uint8Array | undefined)[];
-  readonly #from: (Uint8Array | undefined)[];
-
-  constructor(size: number) {
-    this.bytes = new Uint8Array(size);
-    this.size = size;
-    this.#upTo = new Array(size + 1);
-    this.#from = new Array(size + 1);
-  }
-
-  /** bytes[0, end) */
-  upTo(end: number): Uint8Array {
-    return this.#upTo[end] ??= this.bytes.subarray(0, end);
-  }
-
-  /** bytes[start, size) */
-  from(start: number): Uint8Array {
-    return this.#from[start] ??= this.bytes.subarray(start);
-  }
-}
-
 /** Large enough for any RTP packet protectRtp is given in practice; a
  * larger one gets a scratch of its own. */
-const protectScratch = new SealScratch(2048);
+const protectScratch = new PacketScratch(2048);
 
 /** One direction of an SRTP session: protect on the sending side, unprotect
  * on the receiving side. Not safe to share between the two directions of a
@@ -350,7 +322,7 @@ export class SrtpContext {
     const length = packet.length + this.rtpOverhead;
     const scratch = length <= protectScratch.size
       ? protectScratch
-      : new SealScratch(length);
+      : new PacketScratch(length);
     scratch.bytes.set(packet.subarray(0, headerLength));
     return Buffer.from(
       this.sealRtp(scratch, headerLength, packet.subarray(headerLength)),
@@ -362,7 +334,7 @@ export class SrtpContext {
    * encrypted after it and the tag appended. Returns the packet's view of
    * the scratch; throws if it would not fit. */
   sealRtp(
-    scratch: SealScratch,
+    scratch: PacketScratch,
     headerLength: number,
     payload: Uint8Array,
   ): Uint8Array {

@@ -34,10 +34,10 @@ import { selectSrtpBackend, type SrtpCryptoBackend } from "./backend.ts";
 import {
   isSupportedSrtpProfile,
   masterKeyLengths,
-  SealScratch,
   SrtpContext,
   SrtpError,
 } from "./context.ts";
+import { PacketScratch } from "../packet_scratch.ts";
 
 const ONE_BYTE_PROFILE = 0xbede;
 /** The most a header (CSRCs, extensions) and SRTP's tag add to a payload in
@@ -47,7 +47,7 @@ export const MAX_RTP_OVERHEAD = 256;
 const TWO_BYTE_PROFILE = 0x1000;
 
 /** Where encrypt() seals before copying out. */
-const encryptScratch = new SealScratch(2048);
+const encryptScratch = new PacketScratch(2048);
 
 /** werift's own decrypt failures are SrtpAuthenticationError, the one error
  * its receive path treats as "drop the packet". */
@@ -68,7 +68,7 @@ export class FastSrtpSession {
       this.local.rtpOverhead;
     const scratch = length <= encryptScratch.size
       ? encryptScratch
-      : new SealScratch(length);
+      : new PacketScratch(length);
     return Buffer.from(this.encryptInto(scratch, payload, header));
   }
 
@@ -76,7 +76,7 @@ export class FastSrtpSession {
    * it; returns the packet's view of the scratch, for a sender that is done
    * with it before the scratch is reused. Throws if it would not fit. */
   encryptInto(
-    scratch: SealScratch,
+    scratch: PacketScratch,
     payload: Uint8Array,
     header: RtpHeader,
   ): Uint8Array {

@@ -5,7 +5,6 @@
 import dgram from "node:dgram";
 import { RtpHeader } from "werift";
 import {
-  SealScratch,
   SRTP_AEAD_AES_128_GCM,
   SrtpContext,
 } from "../../media/srtp/context.ts";
@@ -16,6 +15,7 @@ import {
   nativeSocketFor,
   NativeUdpSocket,
 } from "../../media/native_udp.ts";
+import { PacketScratch } from "../../media/packet_scratch.ts";
 
 const PACKETS = 200_000;
 
@@ -42,7 +42,7 @@ const made = nativeSocketFor(loadNativeUdp(), source);
 if (!(made instanceof NativeUdpSocket)) throw new Error(made.reason);
 const sender: NativeUdpSocket = made;
 
-const scratch = new SealScratch(2048);
+const scratch = new PacketScratch(2048);
 const payloads = [600, 1000, 1150].map((n) => new Uint8Array(n));
 /** Named, so the test can tell its deopts (with the calls it inlined). */
 function drive(): number {
