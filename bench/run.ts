@@ -30,10 +30,13 @@ const USAGE = `Usage: deno task bench [options]
   --window=SECONDS     length of one measurement window (default 2)
   --windows=N          windows per point; the median one is reported
                        (default 3, quick 1)
-  --settle=SECONDS     wait after joins before measuring (default 2, quick 1)
+  --settle=SECONDS     wait after joins before measuring (default 1)
+  --warmup=SECONDS     how long each sweep's first point runs before it is
+                       measured, in place of --settle, so that a JIT-compiled
+                       SFU is measured warm (default 10, quick 2; 0: none)
   --capture=SECONDS    loopback capture per point for the SFU's own added
                        latency (needs tcpdump and root; default 1, 0: none)
-  --budget=SECONDS     time for all sweeps together (default 520)
+  --budget=SECONDS     time for all sweeps together (default 540)
   --out=DIR            where results go (default bench/results): the standard
                        run (--compare-janus and no other option but --out)
                        writes latest.json and latest.svg, any other run
@@ -46,6 +49,7 @@ const FULL = {
   window: 2,
   windows: 3,
   settle: 1,
+  warmup: 10,
   burst: 100,
 };
 const QUICK = {
@@ -54,6 +58,7 @@ const QUICK = {
   window: 2,
   windows: 1,
   settle: 1,
+  warmup: 2,
   burst: 30,
 };
 
@@ -94,6 +99,7 @@ async function main(args: string[]): Promise<number> {
       window: { type: "string" },
       windows: { type: "string" },
       settle: { type: "string" },
+      warmup: { type: "string" },
       budget: { type: "string" },
       capture: { type: "string" },
       out: { type: "string" },
@@ -145,6 +151,11 @@ async function main(args: string[]): Promise<number> {
     settleSeconds: values.settle
       ? positive(values.settle, "settle")
       : plan.settle,
+    warmupSeconds: values.warmup === "0"
+      ? 0
+      : values.warmup
+      ? positive(values.warmup, "warmup")
+      : plan.warmup,
     subscriberCounts: values.subscribers
       ? positiveList(values.subscribers, "subscribers")
       : plan.subscribers,
@@ -154,7 +165,7 @@ async function main(args: string[]): Promise<number> {
     burstSize: values.burst
       ? Math.round(positive(values.burst, "burst"))
       : plan.burst,
-    budgetSeconds: values.budget ? positive(values.budget, "budget") : 520,
+    budgetSeconds: values.budget ? positive(values.budget, "budget") : 540,
     captureSeconds: values.capture === "0"
       ? 0
       : values.capture

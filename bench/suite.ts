@@ -40,6 +40,7 @@ export interface BenchOptions {
   /** Windows measured per point; the point reports the median one. */
   windowsPerPoint: number;
   settleSeconds: number;
+  warmupSeconds: number;
   subscriberCounts: number[];
   participantCounts: number[];
   /** Subscribers that join at once in the join burst. */
@@ -244,6 +245,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       windowSeconds: options.windowSeconds,
       windowsPerPoint: options.windowsPerPoint,
       settleSeconds: options.settleSeconds,
+      warmupSeconds: options.warmupSeconds,
       subscriberCounts: options.subscriberCounts,
       participantCounts: options.participantCounts,
       burstSize: options.burstSize,
@@ -287,6 +289,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       windowSeconds: options.windowSeconds,
       windowsPerPoint: options.windowsPerPoint,
       settleSeconds: options.settleSeconds,
+      warmupSeconds: options.warmupSeconds,
       captureSeconds,
       deadlineMs: now +
         Math.max(0, deadline - now) * BUDGET_WEIGHTS[sweep] / weights,

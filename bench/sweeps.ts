@@ -32,6 +32,12 @@ export interface SweepSettings {
   windowSeconds: number;
   windowsPerPoint: number;
   settleSeconds: number;
+  /** Replaces settleSeconds before a sweep's first point. V8 compiles a hot
+   * function to optimized code only after it has run many times, and at the
+   * first point's 200 packets/s that takes seconds: measured straight after
+   * the joins, 1 subscriber cost 141 µs/pkt, after 15 s 89 (Janus 89). A
+   * server that has run a while is what users run. */
+  warmupSeconds: number;
   /** performance.now() after which no new point is started. */
   deadlineMs: number;
   /** Seconds of loopback capture per point for the SFU's added latency
@@ -291,7 +297,10 @@ async function runPoints(
           ? error
           : new Error(`${(error as Error).message}; ${said.join("; ")}`);
       });
-      await sleep(settings.settleSeconds * 1000);
+      await sleep(
+        (step === steps[0] ? settings.warmupSeconds : settings.settleSeconds) *
+          1000,
+      );
       const measure = () => measureMedian(settings, step.x, sfu, load);
       let point = await measure();
       // The machine is shared: when other work took CPU during a window that

@@ -43,6 +43,7 @@ async function runBench(out: string, tag: string) {
       "--window=1",
       "--windows=1",
       "--settle=0.5",
+      "--warmup=0.5",
       `--out=${out}`,
     ],
     env: { [TAG_VARIABLE]: tag, NO_COLOR: "1" },
