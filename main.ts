@@ -61,6 +61,15 @@ async function main(): Promise<number> {
     const shown = host.includes(":") ? `[${host}]` : host;
     log.info(`open ${scheme}://${shown}:${port}${prefix}/sfu`);
   }
+  if (config.password !== undefined) {
+    log.info(
+      "a password is needed: browsers sign in on the page; scripts, Prometheus and trunks from other nodes send it with HTTP Basic auth (wss://umbrella:PASSWORD@host/wsb for a trunk)",
+    );
+  } else if (!hosts.every((host) => /^(127\.|::1$|localhost$)/.test(host))) {
+    log.warn(
+      "no password is set (UMBRELLA_PASSWORD): anyone who can reach this node can join calls, watch its cameras and change its servers",
+    );
+  }
 
   const stop = Promise.withResolvers<string>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

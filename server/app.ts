@@ -8,6 +8,9 @@ import { applyWeriftPatches } from "../media/werift_patches.ts";
 import { TrunkRouting } from "../media/trunk_routing.ts";
 import type { MediaNetworkOptions } from "../media/rtc_config.ts";
 import { uiAsset } from "../ui/assets.ts";
+import { Access } from "./access.ts";
+import { Auth, loadSessionSecret } from "./auth.ts";
+import { json } from "./http.ts";
 import { ensureCertificate, loadCertificateFiles } from "./cert.ts";
 import type { Config } from "./config.ts";
 import { loadNodeIdentity } from "./identity.ts";
@@ -41,12 +44,6 @@ export interface RunningNode {
 }
 
 const MDNS_TIMEOUT_MS = 3000;
-
-const json = (body: unknown, status = 200) =>
-  new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8" },
-  });
 
 export async function startNode(config: Config): Promise<RunningNode> {
   await Deno.mkdir(config.dataDir, { recursive: true });
@@ -82,6 +79,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
     log.debug("SRTP implementation", { srtp: srtp.description });
   }
 
+  const access = new Access(
+    config.password === undefined ? undefined : new Auth(
+      config.password,
+      await loadSessionSecret(config.dataDir),
+      nodeId,
+    ),
+    { cookiePath: config.httpPrefix || "/", behindProxy: config.cloud },
+  );
   const remotes = new RemoteStore(config.dataDir);
   await remotes.load([...(config.trunks ?? []), ...(config.cameras ?? [])]);
 
@@ -204,6 +209,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       cloud: config.cloud,
       certificateFingerprint: tls?.fingerprintSha256 ?? null,
+      passwordRequired: config.password !== undefined,
     },
     peers: [...sessions].filter((s) => s.peer).map((s) => {
       const states = s.peer!.connectionStates;
@@ -355,8 +361,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
       if (path === "/") {
         return Response.redirect(new URL(`${prefix}/sfu`, url), 302);
       }
-      if (path === "/wsb") return upgrade(request, info);
       if (path === "/healthz") return json({ ok: true, version: VERSION });
+      if (Access.isSignInPath(path)) {
+        return await access.signIn(request, info, path);
+      }
+      const refused = access.refusal(request, info, path);
+      if (refused) return refused;
+      if (path === "/wsb") return upgrade(request, info);
       if (path === "/metrics") {
         return new Response(renderMetrics(router, sessions, overload.stats()), {
           headers: {

@@ -56,6 +56,9 @@ export interface Config {
   /** UDP datagrams waiting to be sent before more are dropped; new
    * participants are refused from a quarter of it. */
   maxPendingSends: number;
+  /** Needed for every page, API call and WebSocket when set
+   * (server/auth.ts); unset, the node is open to anyone who reaches it. */
+  password?: string;
   trunks: string[];
   cameras: string[];
   /** The config file that was read, if any. */
@@ -111,6 +114,8 @@ const SETTINGS = {
     flag: "max-pending-sends",
     env: "UMBRELLA_MAX_PENDING_SENDS",
   },
+  password: { flag: "password", env: "UMBRELLA_PASSWORD" },
+  passwordFile: { flag: "password-file", env: "UMBRELLA_PASSWORD_FILE" },
   trunks: {},
   cameras: {},
 } satisfies Record<string, SettingSources>;
@@ -178,6 +183,13 @@ Precedence: flags, then environment, then config file, then defaults.
                              and new participants are refused (default
                              ${DEFAULT_MAX_PENDING_SENDS}, at most about 70 MB)
                              UMBRELLA_MAX_PENDING_SENDS  maxPendingSends
+      --password PW          require this password for every page, the API,
+                             metrics and WebSocket (default: none, open to
+                             anyone who can reach the node)
+                             UMBRELLA_PASSWORD           password
+      --password-file FILE   read the password from a file (e.g. a Docker
+                             secret); its last line break is ignored
+                             UMBRELLA_PASSWORD_FILE      passwordFile
 
 The config file may also list "trunks" and "cameras" as arrays of URLs.`;
 
@@ -661,6 +673,21 @@ export async function loadConfig(
     await readUserFile(key, pick("key")!.label, "key file");
   }
 
+  const [password, passwordFile] = [pick("password"), pick("passwordFile")];
+  if (password && passwordFile) {
+    throw new ConfigError(
+      `${password.label} and ${passwordFile.label} are both set (set one)`,
+    );
+  }
+  const passwordPath = get("passwordFile", parseNonEmpty);
+  const passwordText = passwordPath === undefined
+    ? get("password", parseNonEmpty)
+    : parseNonEmpty(
+      (await readUserFile(passwordPath, passwordFile!.label, "password file"))
+        .replace(/\r?\n$/, ""),
+      `${passwordFile!.label} (${quote(passwordPath)})`,
+    );
+
   return {
     cloud: get("cloud", parseBool) ?? false,
     httpPrefix: get("httpPrefix", parseHttpPrefix) ?? "",
@@ -685,6 +712,7 @@ export async function loadConfig(
       DEFAULT_CAMERA_IDLE_SECONDS,
     maxPendingSends: get("maxPendingSends", parsePendingSends) ??
       DEFAULT_MAX_PENDING_SENDS,
+    password: passwordText,
     trunks: get("trunks", parseList) ?? [],
     cameras: get("cameras", parseList) ?? [],
     configFile,

@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
+import { authorizationFromUrl } from "./auth.ts";
 import { VERSION } from "./version.ts";
 
 /** Incoming messages above this size close the trunk with 1009. */
@@ -68,6 +69,8 @@ interface Target {
   hostHeader: string;
   requestPath: string;
   pin?: string;
+  /** From the URL's user:password, for a node that needs its password. */
+  authorization?: string;
 }
 
 /** Opens a trunk WebSocket; rejects with a TrunkConnectError saying why not. */
@@ -118,6 +121,7 @@ function parseTarget(text: string, fingerprint: string | undefined): Target {
     hostHeader: url.host,
     requestPath: `${url.pathname}${url.search}`,
     pin: fingerprint === undefined ? undefined : normalizePin(fingerprint),
+    authorization: authorizationFromUrl(url),
   };
 }
 
@@ -220,6 +224,9 @@ function handshake(
         "Connection: Upgrade\r\n" +
         `Sec-WebSocket-Key: ${key}\r\n` +
         "Sec-WebSocket-Version: 13\r\n" +
+        (target.authorization
+          ? `Authorization: ${target.authorization}\r\n`
+          : "") +
         `User-Agent: Umbrella/${VERSION}\r\n\r\n`,
     );
   };
@@ -288,6 +295,14 @@ function upgradeProblem(
         line.slice(colon + 1).trim(),
       );
     }
+  }
+  if (status[1] === "401") {
+    return target.authorization
+      ? `the node at ${target.display} refused the password in the trunk URL (HTTP 401)`
+      : `the node at ${target.display} needs a password: write it in the trunk URL, as in wss://umbrella:PASSWORD@${target.hostHeader}${target.requestPath}`;
+  }
+  if (status[1] === "429") {
+    return `the node at ${target.display} refuses passwords from this address for a while after too many wrong ones (HTTP 429)`;
   }
   if (status[1] !== "101") {
     const location = headers.get("location");

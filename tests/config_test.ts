@@ -72,6 +72,7 @@ Deno.test("defaults apply when nothing is set", async () => {
   assert.equal(config.mdns, true);
   assert.deepEqual(config.trunks, []);
   assert.deepEqual(config.cameras, []);
+  assert.equal(config.password, undefined);
   assert.equal(config.configFile, undefined);
 });
 
@@ -397,7 +398,7 @@ const STUN_FORMS = "(expected stun:, turn: or turns: followed by host[:port])";
 const KNOWN_KEYS =
   "cloud, httpPrefix, listen, publicIp, publicHost, minPort, maxPort, " +
   "iceAddresses, iceServers, turnUsername, turnCredential, dataDir, name, cert, key, " +
-  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, trunks, cameras";
+  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, password, passwordFile, trunks, cameras";
 
 const INVALID: InvalidCase[] = [
   // command line syntax
@@ -757,4 +758,47 @@ Deno.test("a config file that is not JSON names the file and the parse error", a
     );
     assert.ok(!message.includes("\n"), message);
   });
+});
+
+Deno.test("the password comes from a flag, the environment, the config file or a file", async () => {
+  assert.equal((await load(["--password", "s3cret"])).password, "s3cret");
+  assert.equal(
+    (await load([], { UMBRELLA_PASSWORD: "from env" })).password,
+    "from env",
+  );
+  await withTempDir(async (dir) => {
+    const file = join(dir, "password");
+    await Deno.writeTextFile(file, "in a file: spaces kept \n");
+    assert.equal(
+      (await load([], { UMBRELLA_PASSWORD_FILE: file })).password,
+      "in a file: spaces kept ",
+    );
+    await assert.rejects(
+      load(["--password-file", file, "--password", "x"]),
+      (err) =>
+        err instanceof ConfigError &&
+        err.message === "--password and --password-file are both set (set one)",
+    );
+    await Deno.writeTextFile(file, "\n");
+    await assert.rejects(
+      load(["--password-file", file]),
+      (err) =>
+        err instanceof ConfigError &&
+        err.message ===
+          `--password-file (${JSON.stringify(file)}): must not be empty`,
+    );
+    await assert.rejects(
+      load(["--password-file", join(dir, "missing")]),
+      (err) =>
+        err instanceof ConfigError &&
+        err.message.includes("password file") &&
+        err.message.includes("does not exist"),
+    );
+  });
+  await assert.rejects(
+    load(["--password", ""]),
+    (err) =>
+      err instanceof ConfigError &&
+      err.message === "--password: must not be empty",
+  );
 });

@@ -23,7 +23,13 @@ const PAGE_TITLES = new Map([
   ["/sfu", "Call"],
   ["/status", "Status"],
   ["/servers", "Servers"],
+  ["/login", "Sign in"],
 ]);
+
+/** Whether the path is one of the pages (rather than a script or icon). */
+export function isPage(path: string): boolean {
+  return PAGE_TITLES.has(path);
+}
 
 /** The three PNG icons: size and whether the corners are rounded. */
 const PNG_ICONS = new Map<string, { size: number; rounded: boolean }>([

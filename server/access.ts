@@ -1,0 +1,165 @@
+// Who may reach what over HTTP (docs/api.md, "Signing in"): the gate every
+// request but health passes, and the sign-in endpoints. Without a password
+// the gate lets everything through.
+import { isPage, uiAsset } from "../ui/assets.ts";
+import type { Auth } from "./auth.ts";
+import { crossSite, json } from "./http.ts";
+import { log } from "./log.ts";
+
+export interface AccessOptions {
+  /** Where the session cookie applies: the HTTP prefix, or "/". */
+  cookiePath: string;
+  /** Behind a proxy (cloud mode): the client is the last X-Forwarded-For
+   * address, not the connection's. */
+  behindProxy: boolean;
+}
+
+const SIGN_IN_PATHS = new Set(["/api/login", "/api/logout", "/api/session"]);
+const SIGN_IN_REQUIRED = "sign in first: this node needs a password";
+const nowSeconds = () => Date.now() / 1000;
+
+export class Access {
+  readonly #auth: Auth | undefined;
+  readonly #options: AccessOptions;
+
+  constructor(auth: Auth | undefined, options: AccessOptions) {
+    this.#auth = auth;
+    this.#options = options;
+  }
+
+  /** Paths open to anyone: signing in, out, and asking whether one is. */
+  static isSignInPath(path: string): boolean {
+    return SIGN_IN_PATHS.has(path);
+  }
+
+  /** Why the request may not go on, or undefined when it may. `path` is
+   * without the HTTP prefix. */
+  refusal(
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+    path: string,
+  ): Response | undefined {
+    const auth = this.#auth;
+    if (auth === undefined || openAsset(request, path)) return undefined;
+    const address = this.#clientAddress(request, info);
+    const now = nowSeconds();
+    const credential = auth.credential(request.headers, now);
+    const guess = credential.kind === "password" ||
+      credential.kind === "wrong" && credential.why === "wrong password";
+    // An address that guessed wrong too often waits even with the right
+    // password, or the difference would tell a guesser when it is right.
+    const wait = guess ? auth.retryAfter(address, now) : 0;
+    if (wait > 0) return tooManyAttempts(wait);
+    if (credential.kind === "password") return undefined;
+    if (credential.kind === "cookie") {
+      // A cookie goes wherever the browser goes; a page on another site must
+      // not open a WebSocket or change servers with it. SameSite=Strict
+      // already keeps it from being sent; this holds for older browsers too.
+      const origin = request.headers.get("origin");
+      if (
+        (path === "/wsb" || request.method !== "GET") &&
+        crossSite(origin, request.headers.get("host"))
+      ) {
+        return json({ error: `requests from ${origin} are not accepted` }, 403);
+      }
+      return undefined;
+    }
+    if (guess) {
+      auth.recordFailure(address, now);
+      log.warn("refused a wrong password", { address, path });
+    }
+    if (request.method === "GET" && isPage(path)) {
+      return new Response(null, {
+        status: 302,
+        // Relative, so it stays under the HTTP prefix.
+        headers: { location: `login?next=${path.slice(1)}` },
+      });
+    }
+    return json(
+      {
+        error: credential.kind === "wrong"
+          ? `${credential.why}: this node needs its password`
+          : SIGN_IN_REQUIRED,
+      },
+      401,
+      { "www-authenticate": 'Bearer realm="Umbrella"' },
+    );
+  }
+
+  /** Answers one of the sign-in paths (isSignInPath). */
+  async signIn(
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+    path: string,
+  ): Promise<Response> {
+    const auth = this.#auth;
+    if (path === "/api/session") {
+      return json({
+        passwordRequired: auth !== undefined,
+        signedIn: auth === undefined ||
+          auth.credential(request.headers, nowSeconds()).kind === "cookie",
+      });
+    }
+    if (request.method !== "POST") return json({ error: "use POST" }, 405);
+    if (auth === undefined) return new Response(null, { status: 204 });
+    if (path === "/api/logout") {
+      return new Response(null, {
+        status: 204,
+        headers: { "set-cookie": auth.clearedCookie(this.#options.cookiePath) },
+      });
+    }
+    const address = this.#clientAddress(request, info);
+    const now = nowSeconds();
+    const wait = auth.retryAfter(address, now);
+    if (wait > 0) return tooManyAttempts(wait);
+    let password: unknown;
+    try {
+      password = (await request.json())?.password;
+    } catch {
+      // Answered below, as a body without a password is.
+    }
+    if (typeof password !== "string") {
+      return json({
+        error: 'the request body must be JSON like {"password": "..."}',
+      }, 400);
+    }
+    if (!auth.passwordMatches(password)) {
+      auth.recordFailure(address, now);
+      log.warn("refused a wrong password at sign-in", { address });
+      return json({ error: "wrong password" }, 401);
+    }
+    log.info("a browser signed in", { address });
+    return new Response(null, {
+      status: 204,
+      headers: {
+        "set-cookie": auth.sessionCookie(now, this.#options.cookiePath),
+      },
+    });
+  }
+
+  /** Who is asking, for counting wrong passwords. */
+  #clientAddress(request: Request, info: Deno.ServeHandlerInfo): string {
+    const forwarded = this.#options.behindProxy
+      ? request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim()
+      : undefined;
+    return forwarded || (info.remoteAddr as Deno.NetAddr).hostname;
+  }
+}
+
+/** The sign-in page and the scripts and icons every page loads. */
+function openAsset(request: Request, path: string): boolean {
+  return path === "/login" ||
+    (request.method === "GET" && !isPage(path) && uiAsset(path) !== undefined);
+}
+
+function tooManyAttempts(retryAfter: number): Response {
+  return json(
+    {
+      error:
+        `too many wrong passwords from this address; try again in ${retryAfter} s`,
+      retryAfterSeconds: retryAfter,
+    },
+    429,
+    { "retry-after": String(retryAfter) },
+  );
+}

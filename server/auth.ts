@@ -1,0 +1,216 @@
+// Who may use this node. With a password set, every page, the API, metrics
+// and the signalling WebSocket need it: a browser signs in once and holds a
+// signed cookie; scripts, Prometheus and trunks from other nodes send the
+// password with each request (HTTP Basic, any user name, or Bearer). The
+// same password for all: a self-hosted node has one operator and guests who
+// were told it, and a trunk is just another guest that relays.
+import {
+  createHash,
+  createHmac,
+  randomBytes,
+  timingSafeEqual,
+} from "node:crypto";
+import { join } from "node:path";
+import { Buffer } from "node:buffer";
+import { ConfigError, ensureDataDir } from "./config.ts";
+import { errorMessage } from "./log.ts";
+
+/** A browser stays signed in this long after signing in. */
+export const SESSION_SECONDS = 30 * 24 * 3600;
+/** Wrong passwords from one address: this many are answered at once... */
+export const FAILURES_ALLOWED = 10;
+/** ...within this window; more wait until the oldest leaves it. */
+export const FAILURE_WINDOW_SECONDS = 300;
+/** Addresses remembered for failures; the oldest go first beyond this, so a
+ * flood from many addresses cannot grow memory. */
+const FAILURE_ADDRESSES_KEPT = 10_000;
+
+const SECRET_FILE = "session-secret";
+const SECRET_BYTES = 32;
+
+export type Credential =
+  /** A signed session cookie that verifies. */
+  | { kind: "cookie" }
+  /** The password sent with the request itself. */
+  | { kind: "password" }
+  /** Something was sent, and it is wrong (or expired). */
+  | { kind: "wrong"; why: string }
+  | { kind: "none" };
+
+export class Auth {
+  readonly cookieName: string;
+  readonly #passwordDigest: Buffer;
+  readonly #key: Buffer;
+  readonly #failures = new Map<string, number[]>();
+
+  /**
+   * @param secret random bytes kept in the data directory: with the
+   * password, the key that signs cookies, so a restart keeps browsers signed
+   * in and a new password signs every browser out.
+   * @param nodeId names the cookie: cookies do not tell ports apart, and two
+   * nodes on one host must not overwrite each other's.
+   */
+  constructor(password: string, secret: Uint8Array, nodeId: string) {
+    this.#passwordDigest = digest(password);
+    this.#key = createHmac("sha256", secret).update(password).digest();
+    this.cookieName = `umbrella_session_${nodeId.slice(0, 12)}`;
+  }
+
+  /** Whether the password is right, in time independent of where it differs. */
+  passwordMatches(password: string): boolean {
+    return timingSafeEqual(digest(password), this.#passwordDigest);
+  }
+
+  /** A session token valid until the given time (seconds since the epoch). */
+  issueToken(nowSeconds: number): string {
+    const expires = Math.floor(nowSeconds) + SESSION_SECONDS;
+    return `${expires}.${this.#sign(expires)}`;
+  }
+
+  tokenValid(token: string, nowSeconds: number): boolean {
+    const match = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(token);
+    if (!match) return false;
+    const expires = Number(match[1]);
+    const expected = Buffer.from(this.#sign(expires));
+    const given = Buffer.from(match[2]);
+    return timingSafeEqual(expected, given) && expires > nowSeconds;
+  }
+
+  /** What the request carries: a cookie, the password, or neither. */
+  credential(headers: Headers, nowSeconds: number): Credential {
+    const authorization = headers.get("authorization");
+    if (authorization !== null) {
+      const password = passwordFromAuthorization(authorization);
+      if (password === undefined) {
+        return {
+          kind: "wrong",
+          why: "the Authorization header is neither Basic nor Bearer",
+        };
+      }
+      return this.passwordMatches(password)
+        ? { kind: "password" }
+        : { kind: "wrong", why: "wrong password" };
+    }
+    const token = cookieValue(headers.get("cookie"), this.cookieName);
+    if (token === undefined) return { kind: "none" };
+    return this.tokenValid(token, nowSeconds)
+      ? { kind: "cookie" }
+      : { kind: "wrong", why: "the sign-in has expired" };
+  }
+
+  /** Set-Cookie for a browser that just signed in. Secure: browsers reach
+   * a node only over TLS, its own or its proxy's (and count loopback as
+   * secure when testing). */
+  sessionCookie(nowSeconds: number, path: string): string {
+    return this.#cookie(this.issueToken(nowSeconds), SESSION_SECONDS, path);
+  }
+
+  /** Set-Cookie that signs a browser out. */
+  clearedCookie(path: string): string {
+    return this.#cookie("", 0, path);
+  }
+
+  /** Seconds until this address may try a password again; 0: now. */
+  retryAfter(address: string, nowSeconds: number): number {
+    const times = this.#recentFailures(address, nowSeconds);
+    if (times.length < FAILURES_ALLOWED) return 0;
+    return Math.max(
+      1,
+      Math.ceil(
+        times[times.length - FAILURES_ALLOWED] +
+          FAILURE_WINDOW_SECONDS - nowSeconds,
+      ),
+    );
+  }
+
+  recordFailure(address: string, nowSeconds: number): void {
+    const times = this.#recentFailures(address, nowSeconds);
+    times.push(nowSeconds);
+    // Re-inserted, so the map's order is oldest activity first.
+    this.#failures.delete(address);
+    this.#failures.set(address, times.slice(-FAILURES_ALLOWED));
+    while (this.#failures.size > FAILURE_ADDRESSES_KEPT) {
+      this.#failures.delete(this.#failures.keys().next().value!);
+    }
+  }
+
+  #recentFailures(address: string, nowSeconds: number): number[] {
+    const since = nowSeconds - FAILURE_WINDOW_SECONDS;
+    return (this.#failures.get(address) ?? []).filter((t) => t > since);
+  }
+
+  #sign(expires: number): string {
+    return createHmac("sha256", this.#key).update(`session:${expires}`)
+      .digest("base64url");
+  }
+
+  #cookie(value: string, maxAge: number, path: string): string {
+    return `${this.cookieName}=${value}; Path=${path}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict; Secure`;
+  }
+}
+
+/** The password in `Basic base64(user:password)` (any user) or `Bearer
+ * password`; undefined for anything else. */
+export function passwordFromAuthorization(header: string): string | undefined {
+  const match = /^\s*(Basic|Bearer)\s+(.*?)\s*$/i.exec(header);
+  if (!match || match[2] === "") return undefined;
+  // The whole rest, so that a password with spaces works as a Bearer token.
+  if (match[1].toLowerCase() === "bearer") return match[2];
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(match[2])) return undefined;
+  const decoded = Buffer.from(match[2], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon < 0 ? undefined : decoded.slice(colon + 1);
+}
+
+/** One cookie's value from a Cookie header, undefined if absent. */
+export function cookieValue(
+  header: string | null,
+  name: string,
+): string | undefined {
+  if (header === null) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      return part.slice(eq + 1).trim();
+    }
+  }
+  return undefined;
+}
+
+/** The Authorization header a client sends for the credentials written in a
+ * URL (`wss://user:password@host/...`), or undefined when there are none. */
+export function authorizationFromUrl(url: URL): string | undefined {
+  if (url.username === "" && url.password === "") return undefined;
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+}
+
+/** Reads dataDir/session-secret, making it on first use. */
+export async function loadSessionSecret(dataDir: string): Promise<Uint8Array> {
+  const file = join(dataDir, SECRET_FILE);
+  await ensureDataDir(dataDir);
+  try {
+    const stored = await Deno.readFile(file);
+    if (stored.length === SECRET_BYTES) return stored;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new ConfigError(
+        `cannot read ${JSON.stringify(file)} (${errorMessage(err)})`,
+      );
+    }
+  }
+  const secret = randomBytes(SECRET_BYTES);
+  try {
+    await Deno.writeFile(file, secret, { mode: 0o600 });
+  } catch (err) {
+    throw new ConfigError(
+      `cannot write ${JSON.stringify(file)} (${errorMessage(err)})`,
+    );
+  }
+  return secret;
+}
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
