@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
 import {
-  type CallParticipant,
+  CallParticipant,
   eventually,
   launchBrowser,
   type RemoteTile,
@@ -115,6 +115,51 @@ Deno.test("Umbrella's pages in Chromium", async (t) => {
     await t.step(
       "the same call under UMBRELLA_HTTP_PREFIX=/umbrella",
       () => twoPeopleCall(browser, "prefix", "/umbrella"),
+    );
+
+    await t.step(
+      "with a password, browsers sign in first, then call; signing out closes the pages again",
+      () =>
+        Scene.run("password", browser, {
+          prefix: "/umbrella",
+          args: ["--password", "open sesame"],
+        }, async (scene) => {
+          const signIn = async (label: string) => {
+            const opened = await scene.open(label, "sfu");
+            const page = opened.page;
+            await page.waitForURL(/\/umbrella\/login\?next=sfu$/);
+            await page.getByLabel("Password").fill("open sesame");
+            await page.getByRole("button", { name: "Sign in" }).click();
+            await page.waitForURL(/\/umbrella\/sfu$/);
+            return opened;
+          };
+          const first = await scene.open("Alice", "status");
+          await first.page.waitForURL(/\/umbrella\/login\?next=status$/);
+          await first.page.getByLabel("Password").fill("open says me");
+          await first.page.getByRole("button", { name: "Sign in" }).click();
+          await first.page.getByRole("alert").getByText("Wrong password.")
+            .waitFor();
+          await scene.screenshot(first, "wrong-password");
+          const alice = await CallParticipant.join(
+            await signIn("Alice"),
+            "Alice",
+            "publish",
+          );
+          const bob = await CallParticipant.join(
+            await signIn("Bob"),
+            "Bob",
+            "publish",
+          );
+          await Promise.all([
+            alice.expectMediaFrom([bob]),
+            bob.expectMediaFrom([alice]),
+          ]);
+          await bob.page.getByRole("button", { name: "Sign out" }).click();
+          await bob.page.waitForURL(/\/umbrella\/login$/);
+          await bob.page.goto(scene.url("servers"));
+          await bob.page.waitForURL(/\/umbrella\/login\?next=servers$/);
+          await alice.expectStaysInCall(1000);
+        }),
     );
 
     await t.step(

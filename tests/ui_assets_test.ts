@@ -22,6 +22,8 @@ import {
   tileLabel,
 } from "../ui/format.ts";
 import { groupParticipants, isOwnTrack } from "../ui/session.ts";
+import { nextPage } from "../ui/login_page.ts";
+import { trunkUrlWithPassword } from "../ui/status_page.ts";
 import {
   addressKind,
   cameraTrackText,
@@ -230,6 +232,33 @@ Deno.test("pageName and signallingUrl keep the HTTP prefix", () => {
   assert.equal(
     signallingUrl("http://127.0.0.1:8081/sfu"),
     "ws://127.0.0.1:8081/wsb",
+  );
+});
+
+Deno.test("after signing in a browser goes back only to a page of this UI", () => {
+  assert.equal(nextPage("?next=status"), "status");
+  assert.equal(nextPage(""), "sfu");
+  for (
+    const hostile of [
+      "?next=https://evil.example/",
+      "?next=//evil.example",
+      "?next=login",
+      "?next=..%2Fapi",
+      "?next=Status",
+    ]
+  ) {
+    assert.equal(nextPage(hostile), "sfu", hostile);
+  }
+});
+
+Deno.test("the Status page shows where a trunk's password goes", () => {
+  assert.equal(
+    trunkUrlWithPassword("wss://example.org/umbrella/wsb"),
+    "wss://umbrella:PASSWORD@example.org/umbrella/wsb",
+  );
+  assert.equal(
+    trunkUrlWithPassword("ws://10.0.0.5:8081/wsb"),
+    "ws://umbrella:PASSWORD@10.0.0.5:8081/wsb",
   );
 });
 

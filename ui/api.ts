@@ -2,6 +2,7 @@
 // The JSON API the pages read (docs/api.md). Paths are relative to the page
 // so everything keeps working under an HTTP prefix.
 import { useEffect, useState } from "preact/hooks";
+import { pageName } from "./format.ts";
 
 export interface NodeInfo {
   id: string;
@@ -11,6 +12,8 @@ export interface NodeInfo {
   uptimeSeconds: number;
   cloud: boolean;
   certificateFingerprint: string | null;
+  /** Whether pages, API and trunks need this node's password. */
+  passwordRequired: boolean;
 }
 
 export type PeerState =
@@ -151,6 +154,10 @@ export async function fetchJson<T>(
   }
   const text = await response.text();
   const body = parseJson(text);
+  // The sign-in ran out (or the password changed) while the page was open.
+  if (response.status === 401 && path !== "api/login") {
+    location.assign(`login?next=${pageName(location.pathname)}`);
+  }
   if (!response.ok) {
     const apiText = (body as { error?: unknown } | undefined)?.error;
     throw new ApiError(

@@ -1,6 +1,9 @@
 /// <reference lib="dom" />
 import type { ComponentChildren } from "preact";
 import { html } from "htm/preact";
+import { useEffect, useState } from "preact/hooks";
+import { fetchJson } from "./api.ts";
+import type { SessionInfo } from "./login_page.ts";
 
 const PAGES = [
   { name: "sfu", title: "Call" },
@@ -19,18 +22,38 @@ export function Layout(
         <img src="favicon.svg" alt="" width="28" height="28" />
         <span>Umbrella</span>
       </a>
-      <nav aria-label="Pages">
-        ${PAGES.map(({ name, title }) =>
-          html`
-            <a href=${name} aria-current=${name === page
-              ? "page"
-              : undefined}>${title}</a>
-          `
-        )}
-      </nav>
+      ${page !== "login" && html`
+        <nav aria-label="Pages">
+          ${PAGES.map(({ name, title }) =>
+            html`
+              <a href=${name} aria-current=${name === page
+                ? "page"
+                : undefined}>${title}</a>
+            `
+          )}
+          <${SignOut} />
+        </nav>
+      `}
     </header>
     ${children}
   `;
+}
+
+/** Shown only where the node has a password and this browser signed in. */
+function SignOut() {
+  const [shown, setShown] = useState(false);
+  useEffect(() => {
+    fetchJson<SessionInfo>("api/session").then(
+      (session) => setShown(session.passwordRequired && session.signedIn),
+      () => {/* no button is the safe default */},
+    );
+  }, []);
+  if (!shown) return null;
+  const signOut = async () => {
+    await fetchJson("api/logout", { method: "POST" }).catch(() => {});
+    location.assign("login");
+  };
+  return html`<button type="button" class="link" onClick=${signOut}>Sign out</button>`;
 }
 
 export function NotFound() {

@@ -5,6 +5,7 @@ import { render } from "preact";
 import { html } from "htm/preact";
 import { pageName } from "./format.ts";
 import { Layout, NotFound } from "./layout.ts";
+import { LoginPage } from "./login_page.ts";
 import { ServersPage } from "./servers_page.ts";
 import { SfuPage } from "./sfu_page.ts";
 import { StatusPage } from "./status_page.ts";
@@ -13,6 +14,7 @@ const PAGES = new Map([
   ["sfu", SfuPage],
   ["status", StatusPage],
   ["servers", ServersPage],
+  ["login", LoginPage],
 ]);
 
 const page = pageName(location.pathname);

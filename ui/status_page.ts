@@ -82,7 +82,9 @@ export function StatusPage() {
             </div>
             <div class="wide">
               <dt>Address for other Umbrellas</dt>
-              <dd class="mono">${signallingUrl(location.href)}</dd>
+              <dd class="mono">${data.node.passwordRequired
+                ? trunkUrlWithPassword(signallingUrl(location.href))
+                : signallingUrl(location.href)}</dd>
             </div>
           </dl>
           <${TableSection} spec=${PEER_TABLE} rows=${data.peers} />
@@ -435,4 +437,9 @@ function cameraTable(fetchedAt: number, now: number): TableSpec<CameraStatus> {
       },
     ],
   };
+}
+
+/** The trunk address with the place for this node's password in it. */
+export function trunkUrlWithPassword(address: string): string {
+  return address.replace(/^(wss?:\/\/)/, "$1umbrella:PASSWORD@");
 }
