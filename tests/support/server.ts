@@ -32,11 +32,14 @@ export interface ServerOptions {
   denoFlags?: string[];
   /** Default "debug"; long runs such as the bench keep fewer lines. */
   logLevel?: string;
+  /** Runs something other than main.ts: given Umbrella's own arguments,
+   * the program and arguments that start it (e.g. the bundle). */
+  launch?: (args: string[]) => { program: string; args: string[] };
 }
 
 /** The permission flags of `deno task start`, so tests and the bench run the
  * program with exactly what users give it (e.g. FFI for the fast SRTP). */
-async function startPermissions(): Promise<string[]> {
+export async function startPermissions(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(CONFIG));
   const flags = String(config.tasks?.start ?? "").match(/--allow-[\w-]+/g);
   if (!flags) {
@@ -51,13 +54,7 @@ export async function startServer(
   const dataDir = options.dataDir ??
     await Deno.makeTempDir({ prefix: "umbrella-test-" });
   const prefix = options.prefix ?? "";
-  const args = [
-    "run",
-    ...(options.denoFlags ?? []),
-    "--config",
-    CONFIG,
-    ...await startPermissions(),
-    MAIN,
+  const umbrellaArgs = [
     "--listen",
     "127.0.0.1:0",
     "--ice-addresses",
@@ -75,7 +72,19 @@ export async function startServer(
     ...(prefix ? ["--http-prefix", prefix] : []),
     ...(options.args ?? []),
   ];
-  const child = new Deno.Command(Deno.execPath(), {
+  const { program, args } = options.launch?.(umbrellaArgs) ?? {
+    program: Deno.execPath(),
+    args: [
+      "run",
+      ...(options.denoFlags ?? []),
+      "--config",
+      CONFIG,
+      ...await startPermissions(),
+      MAIN,
+      ...umbrellaArgs,
+    ],
+  };
+  const child = new Deno.Command(program, {
     args,
     env: { NO_COLOR: "1", ...options.env },
     stdin: "null",
