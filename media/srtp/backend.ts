@@ -3,7 +3,11 @@
 // AES-128-GCM. Two implementations exist: the system's libcrypto through Deno
 // FFI (media/srtp/libcrypto.ts) and node:crypto plus TypeScript as the
 // fallback that runs everywhere (media/srtp/node_backend.ts).
-import { loadLibcryptoBackend } from "./libcrypto.ts";
+import {
+  LIBCRYPTO_CANDIDATES,
+  LIBCRYPTO_VARIABLE,
+  loadLibcryptoBackend,
+} from "./libcrypto.ts";
 import { nodeCryptoBackend } from "./node_backend.ts";
 
 /** AES-128 in counter mode under one key. */
@@ -63,12 +67,24 @@ export interface BackendSelection {
 
 let selected: BackendSelection | undefined;
 
+/** UMBRELLA_LIBCRYPTO names the one libcrypto to use: a package that
+ * carries its own (the OpenWrt package's glibc build) must not pick up the
+ * system's, built for another C library. */
+function libcryptoCandidates(): readonly string[] {
+  const permitted = Deno.permissions.querySync({
+    name: "env",
+    variable: LIBCRYPTO_VARIABLE,
+  }).state === "granted";
+  const path = permitted ? Deno.env.get(LIBCRYPTO_VARIABLE) : undefined;
+  return path ? [path] : LIBCRYPTO_CANDIDATES;
+}
+
 /** The fastest backend this process can use: libcrypto when FFI is permitted
  * and the library loads, node:crypto otherwise. Decided once; never prompts
  * for a permission. */
 export function selectSrtpBackend(): BackendSelection {
   if (selected) return selected;
-  const loaded = loadLibcryptoBackend();
+  const loaded = loadLibcryptoBackend(libcryptoCandidates());
   selected = "backend" in loaded
     ? { backend: loaded.backend }
     : { backend: nodeCryptoBackend, fallbackReason: loaded.reason };

@@ -15,6 +15,9 @@ import type {
 } from "./backend.ts";
 import { sizeT } from "../ffi_size.ts";
 
+/** Names the one libcrypto to use instead of the candidates below. */
+export const LIBCRYPTO_VARIABLE = "UMBRELLA_LIBCRYPTO";
+
 /** Where Debian, Ubuntu, Fedora, Alpine/OpenWrt and Homebrew put it. */
 export const LIBCRYPTO_CANDIDATES: readonly string[] = [
   "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
