@@ -35,6 +35,8 @@ export interface ServerOptions {
   /** Runs something other than main.ts: given Umbrella's own arguments,
    * the program and arguments that start it (e.g. the bundle). */
   launch?: (args: string[]) => { program: string; args: string[] };
+  /** How long start-up may take (default 30 s; an emulated CPU needs more). */
+  listenTimeoutMs?: number;
 }
 
 /** The permission flags of `deno task start`, so tests and the bench run the
@@ -92,6 +94,7 @@ export async function startServer(
     stderr: "piped",
   }).spawn();
   const logs: Record<string, unknown>[] = [];
+  const listenTimeoutMs = options.listenTimeoutMs ?? 30_000;
   const listening = Promise.withResolvers<string>();
   const exited = child.status.then((status) => {
     listening.reject(
@@ -115,8 +118,11 @@ export async function startServer(
     }
   });
   const timer = setTimeout(
-    () => listening.reject(new Error("umbrella did not listen within 30 s")),
-    30_000,
+    () =>
+      listening.reject(
+        new Error(`umbrella did not listen within ${listenTimeoutMs / 1000} s`),
+      ),
+    listenTimeoutMs,
   );
   let url: string;
   try {
