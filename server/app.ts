@@ -382,6 +382,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
           headers: {
             "content-type": asset.contentType,
             "cache-control": asset.cacheControl,
+            "x-content-type-options": "nosniff",
+            ...asset.headers,
           },
         });
       }

@@ -8,7 +8,11 @@ export const json = (
 ): Response =>
   new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "x-content-type-options": "nosniff",
+      ...headers,
+    },
   });
 
 /** Whether a browser's Origin header names another site than the Host it

@@ -47,6 +47,15 @@ async function twoPeopleCall(
     ]);
     assertTileNamed(aliceSees, bob, "Bob");
     assertTileNamed(bobSees, alice, "Alice");
+    for (const person of [alice, bob]) {
+      assert.deepEqual(
+        person.browserPage.console.filter((m) =>
+          /Content Security Policy/i.test(m)
+        ),
+        [],
+        "the pages' security policy blocks nothing they use",
+      );
+    }
     await scene.screenshot(alice.browserPage, "alice");
     await scene.screenshot(bob.browserPage, "bob");
 

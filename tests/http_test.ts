@@ -173,3 +173,33 @@ Deno.test("an invalid setting stops start-up with one line and exit code 2", asy
     /^umbrella: UMBRELLA_MIN_PORT: "abc" is not a port number/,
   );
 });
+
+Deno.test("pages carry a security policy that fits them: own script, no framing", async () => {
+  const server = await startServer();
+  try {
+    const response = await fetch(`${server.origin}/sfu`);
+    const html = await response.text();
+    const policy = response.headers.get("content-security-policy") ?? "";
+    for (
+      const directive of [
+        "script-src 'self' 'unsafe-eval'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+      ]
+    ) {
+      assert.ok(policy.split("; ").includes(directive), directive);
+    }
+    assert.equal(response.headers.get("x-frame-options"), "DENY");
+    assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+    // Every script is a file of this node: nothing inline to allow.
+    const scripts = [...html.matchAll(/<script\b[^>]*>/g)].map((m) => m[0]);
+    assert.ok(scripts.length > 0);
+    for (const script of scripts) assert.match(script, / src="app\.js\?v=/);
+    const api = await fetch(`${server.origin}/api/status`);
+    await api.body?.cancel();
+    assert.equal(api.headers.get("x-content-type-options"), "nosniff");
+  } finally {
+    await server.stop();
+  }
+});

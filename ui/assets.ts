@@ -10,7 +10,32 @@ export interface UiAsset {
   body: string | Uint8Array;
   contentType: string;
   cacheControl: string;
+  /** Further response headers (the pages' security policy). */
+  headers?: Record<string, string>;
 }
+
+/** What a page may load and who may frame it: its own script and the
+ * stylesheet inlined in it, requests and WebSockets to this node only, and
+ * no framing (a page elsewhere must not dress up the camera prompt).
+ * protobufjs builds its encoders and decoders with Function(), hence
+ * 'unsafe-eval'; no script from anywhere but this node can run. */
+const PAGE_HEADERS: Record<string, string> = {
+  "content-security-policy": [
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-eval'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; "),
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "permissions-policy": "camera=(self), microphone=(self)",
+};
 
 const THEME_COLOR = "#0f172a";
 /** Pages are tiny and must pick up a new bundle at once. */
@@ -95,6 +120,7 @@ export function uiAsset(path: string): UiAsset | undefined {
       body: shell(title),
       contentType: "text/html; charset=utf-8",
       cacheControl: REVALIDATE,
+      headers: PAGE_HEADERS,
     };
   }
   const png = PNG_ICONS.get(path);
