@@ -36,7 +36,7 @@ const USAGE = `Usage: deno task bench [options]
                        SFU is measured warm (default 10, quick 2; 0: none)
   --capture=SECONDS    loopback capture per point for the SFU's own added
                        latency (needs tcpdump and root; default 1, 0: none)
-  --budget=SECONDS     time for all sweeps together (default 540)
+  --budget=SECONDS     time for all sweeps together (default 570)
   --out=DIR            where results go (default bench/results): the standard
                        run (--compare-janus and no other option but --out)
                        writes latest.json and latest.svg, any other run
@@ -165,7 +165,7 @@ async function main(args: string[]): Promise<number> {
     burstSize: values.burst
       ? Math.round(positive(values.burst, "burst"))
       : plan.burst,
-    budgetSeconds: values.budget ? positive(values.budget, "budget") : 540,
+    budgetSeconds: values.budget ? positive(values.budget, "budget") : 570,
     captureSeconds: values.capture === "0"
       ? 0
       : values.capture
