@@ -61,13 +61,22 @@ async function main(): Promise<number> {
     const shown = host.includes(":") ? `[${host}]` : host;
     log.info(`open ${scheme}://${shown}:${port}${prefix}/sfu`);
   }
+  if (config.operatorPassword !== undefined) {
+    log.info(
+      config.password === undefined
+        ? "anyone who reaches this node can take part; managing servers and reading metrics need the operator password"
+        : "the password lets people take part; managing servers and reading metrics need the operator password",
+    );
+  }
   if (config.password !== undefined) {
     log.info(
       "a password is needed: browsers sign in on the page; scripts, Prometheus and trunks from other nodes send it with HTTP Basic auth (wss://umbrella:PASSWORD@host/wsb for a trunk)",
     );
   } else if (!hosts.every((host) => /^(127\.|::1$|localhost$)/.test(host))) {
     log.warn(
-      "no password is set (UMBRELLA_PASSWORD): anyone who can reach this node can join calls, watch its cameras and change its servers",
+      config.operatorPassword === undefined
+        ? "no password is set (UMBRELLA_PASSWORD): anyone who can reach this node can join calls, watch its cameras and change its servers"
+        : "no password is set (UMBRELLA_PASSWORD): anyone who can reach this node can join calls and watch its cameras",
     );
   }
 

@@ -2,7 +2,7 @@
 // request but health passes, and the sign-in endpoints. Without a password
 // the gate lets everything through.
 import { isPage, uiAsset } from "../ui/assets.ts";
-import type { Auth } from "./auth.ts";
+import { type Auth, type Role, roleAllows } from "./auth.ts";
 import { crossSite, json } from "./http.ts";
 import { log } from "./log.ts";
 
@@ -16,6 +16,16 @@ export interface AccessOptions {
 
 const SIGN_IN_PATHS = new Set(["/api/login", "/api/logout", "/api/session"]);
 const SIGN_IN_REQUIRED = "sign in first: this node needs a password";
+const OPERATOR_REQUIRED = "this needs the operator password";
+
+/** What a path needs: running the node (the servers list, metrics), or
+ * taking part (everything else). */
+export function roleNeeded(path: string): Role {
+  return path === "/servers" || path === "/metrics" ||
+      path === "/api/servers" || path.startsWith("/api/servers/")
+    ? "operator"
+    : "participant";
+}
 const nowSeconds = () => Date.now() / 1000;
 
 export class Access {
@@ -41,22 +51,32 @@ export class Access {
   ): Response | undefined {
     const auth = this.#auth;
     if (auth === undefined || openAsset(request, path)) return undefined;
+    const needed = roleNeeded(path);
+    // Without a participant password, taking part needs nothing at all.
+    if (needed === "participant" && !auth.participantsNeedPassword) {
+      return undefined;
+    }
     const address = this.#clientAddress(request, info);
     const now = nowSeconds();
     const credential = auth.credential(request.headers, now);
     const guess = credential.kind === "password" ||
       credential.kind === "wrong" && credential.why === "wrong password";
-    // An address that guessed wrong too often waits even with the right
+    // An address that guessed wrong too often waits even with a right
     // password, or the difference would tell a guesser when it is right.
     const wait = guess ? auth.retryAfter(address, now) : 0;
     if (wait > 0) return tooManyAttempts(wait);
-    if (credential.kind === "password") return undefined;
-    if (credential.kind === "cookie") {
+    if (credential.kind === "password" || credential.kind === "cookie") {
+      if (!roleAllows(credential.role, needed)) {
+        return request.method === "GET" && isPage(path)
+          ? signInFirst(path)
+          : json({ error: OPERATOR_REQUIRED }, 403);
+      }
       // A cookie goes wherever the browser goes; a page on another site must
       // not open a WebSocket or change servers with it. SameSite=Strict
       // already keeps it from being sent; this holds for older browsers too.
       const origin = request.headers.get("origin");
       if (
+        credential.kind === "cookie" &&
         (path === "/wsb" || request.method !== "GET") &&
         crossSite(origin, request.headers.get("host"))
       ) {
@@ -68,17 +88,13 @@ export class Access {
       auth.recordFailure(address, now);
       log.warn("refused a wrong password", { address, path });
     }
-    if (request.method === "GET" && isPage(path)) {
-      return new Response(null, {
-        status: 302,
-        // Relative, so it stays under the HTTP prefix.
-        headers: { location: `login?next=${path.slice(1)}` },
-      });
-    }
+    if (request.method === "GET" && isPage(path)) return signInFirst(path);
     return json(
       {
         error: credential.kind === "wrong"
           ? `${credential.why}: this node needs its password`
+          : needed === "operator" && auth.operatorPasswordSet
+          ? `sign in first: ${OPERATOR_REQUIRED}`
           : SIGN_IN_REQUIRED,
       },
       401,
@@ -94,10 +110,15 @@ export class Access {
   ): Promise<Response> {
     const auth = this.#auth;
     if (path === "/api/session") {
+      const cookie = auth?.credential(request.headers, nowSeconds());
+      const signedIn = cookie?.kind === "cookie" ? cookie.role : undefined;
       return json({
-        passwordRequired: auth !== undefined,
-        signedIn: auth === undefined ||
-          auth.credential(request.headers, nowSeconds()).kind === "cookie",
+        passwordRequired: auth?.participantsNeedPassword ?? false,
+        operatorPasswordRequired: auth !== undefined,
+        signedIn: signedIn !== undefined,
+        // What this browser may do now.
+        role: auth === undefined ? "operator" : signedIn ??
+          (auth.participantsNeedPassword ? null : "participant"),
       });
     }
     if (request.method !== "POST") return json({ error: "use POST" }, 405);
@@ -123,16 +144,17 @@ export class Access {
         error: 'the request body must be JSON like {"password": "..."}',
       }, 400);
     }
-    if (!auth.passwordMatches(password)) {
+    const role = auth.roleFor(password);
+    if (role === undefined) {
       auth.recordFailure(address, now);
       log.warn("refused a wrong password at sign-in", { address });
       return json({ error: "wrong password" }, 401);
     }
-    log.info("a browser signed in", { address });
+    log.info("a browser signed in", { address, role });
     return new Response(null, {
       status: 204,
       headers: {
-        "set-cookie": auth.sessionCookie(now, this.#options.cookiePath),
+        "set-cookie": auth.sessionCookie(now, this.#options.cookiePath, role),
       },
     });
   }
@@ -150,6 +172,15 @@ export class Access {
 function openAsset(request: Request, path: string): boolean {
   return path === "/login" ||
     (request.method === "GET" && !isPage(path) && uiAsset(path) !== undefined);
+}
+
+/** Pages send the browser to sign in, and back (the link is relative, so it
+ * stays under the HTTP prefix). */
+function signInFirst(path: string): Response {
+  return new Response(null, {
+    status: 302,
+    headers: { location: `login?next=${path.slice(1)}` },
+  });
 }
 
 function tooManyAttempts(retryAfter: number): Response {

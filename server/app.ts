@@ -80,11 +80,16 @@ export async function startNode(config: Config): Promise<RunningNode> {
   }
 
   const access = new Access(
-    config.password === undefined ? undefined : new Auth(
-      config.password,
-      await loadSessionSecret(config.dataDir),
-      nodeId,
-    ),
+    config.password === undefined && config.operatorPassword === undefined
+      ? undefined
+      : new Auth(
+        {
+          password: config.password,
+          operatorPassword: config.operatorPassword,
+        },
+        await loadSessionSecret(config.dataDir),
+        nodeId,
+      ),
     { cookiePath: config.httpPrefix || "/", behindProxy: config.cloud },
   );
   const remotes = new RemoteStore(config.dataDir);
@@ -210,6 +215,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       cloud: config.cloud,
       certificateFingerprint: tls?.fingerprintSha256 ?? null,
       passwordRequired: config.password !== undefined,
+      operatorPasswordRequired: config.password !== undefined ||
+        config.operatorPassword !== undefined,
     },
     peers: [...sessions].filter((s) => s.peer).map((s) => {
       const states = s.peer!.connectionStates;

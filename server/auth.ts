@@ -1,9 +1,10 @@
-// Who may use this node. With a password set, every page, the API, metrics
-// and the signalling WebSocket need it: a browser signs in once and holds a
-// signed cookie; scripts, Prometheus and trunks from other nodes send the
-// password with each request (HTTP Basic, any user name, or Bearer). The
-// same password for all: a self-hosted node has one operator and guests who
-// were told it, and a trunk is just another guest that relays.
+// Who may use this node. A password lets participants in (every page but
+// the servers list, the API, the signalling WebSocket); an operator
+// password, where set apart from it, is also needed for the servers list
+// and metrics. A browser signs in once and holds a signed cookie naming
+// what it may do; scripts, Prometheus and trunks from other nodes send a
+// password with each request (HTTP Basic, any user name, or Bearer). A
+// trunk is a participant that relays.
 import {
   createHash,
   createHmac,
@@ -28,55 +29,110 @@ const FAILURE_ADDRESSES_KEPT = 10_000;
 const SECRET_FILE = "session-secret";
 const SECRET_BYTES = 32;
 
+/** What a credential lets one do: take part (join calls, see the status),
+ * or also run the node (its servers list and metrics). */
+export type Role = "participant" | "operator";
+
+export interface Passwords {
+  /** Needed to take part; unset, anyone who reaches the node may. */
+  password?: string;
+  /** Needed to run the node; unset, the password is enough for that too. */
+  operatorPassword?: string;
+}
+
 export type Credential =
   /** A signed session cookie that verifies. */
-  | { kind: "cookie" }
-  /** The password sent with the request itself. */
-  | { kind: "password" }
+  | { kind: "cookie"; role: Role }
+  /** A password sent with the request itself. */
+  | { kind: "password"; role: Role }
   /** Something was sent, and it is wrong (or expired). */
   | { kind: "wrong"; why: string }
   | { kind: "none" };
 
+const ROLE_LETTER: Record<Role, string> = { participant: "p", operator: "o" };
+
+/** Whether `role` may do what `needed` allows. */
+export function roleAllows(role: Role | undefined, needed: Role): boolean {
+  return role === "operator" || (role === "participant" && needed === role);
+}
+
 export class Auth {
   readonly cookieName: string;
-  readonly #passwordDigest: Buffer;
+  readonly #participant: Buffer | undefined;
+  readonly #operator: Buffer | undefined;
   readonly #key: Buffer;
   readonly #failures = new Map<string, number[]>();
 
   /**
    * @param secret random bytes kept in the data directory: with the
-   * password, the key that signs cookies, so a restart keeps browsers signed
-   * in and a new password signs every browser out.
+   * passwords, the key that signs cookies, so a restart keeps browsers
+   * signed in and a new password signs every browser out.
    * @param nodeId names the cookie: cookies do not tell ports apart, and two
    * nodes on one host must not overwrite each other's.
    */
-  constructor(password: string, secret: Uint8Array, nodeId: string) {
-    this.#passwordDigest = digest(password);
-    this.#key = createHmac("sha256", secret).update(password).digest();
+  constructor(passwords: Passwords, secret: Uint8Array, nodeId: string) {
+    if (passwords.password === undefined && !passwords.operatorPassword) {
+      throw new Error("Auth needs a password or an operator password");
+    }
+    this.#participant = passwords.password === undefined
+      ? undefined
+      : digest(passwords.password);
+    this.#operator = passwords.operatorPassword === undefined
+      ? undefined
+      : digest(passwords.operatorPassword);
+    this.#key = createHmac("sha256", secret).update(
+      `${passwords.password ?? ""}\0${passwords.operatorPassword ?? ""}`,
+    ).digest();
     this.cookieName = `umbrella_session_${nodeId.slice(0, 12)}`;
   }
 
-  /** Whether the password is right, in time independent of where it differs. */
-  passwordMatches(password: string): boolean {
-    return timingSafeEqual(digest(password), this.#passwordDigest);
+  /** Whether taking part needs a password at all. */
+  get participantsNeedPassword(): boolean {
+    return this.#participant !== undefined;
   }
 
-  /** A session token valid until the given time (seconds since the epoch). */
-  issueToken(nowSeconds: number): string {
+  /** Whether running the node needs a password of its own. */
+  get operatorPasswordSet(): boolean {
+    return this.#operator !== undefined;
+  }
+
+  /** What a password lets one do, or undefined for a wrong one. Both are
+   * compared each time, in time independent of where they differ. */
+  roleFor(password: string): Role | undefined {
+    const given = digest(password);
+    const operator = this.#operator !== undefined &&
+      timingSafeEqual(given, this.#operator);
+    const participant = this.#participant !== undefined &&
+      timingSafeEqual(given, this.#participant);
+    if (operator) return "operator";
+    if (participant) {
+      return this.#operator === undefined ? "operator" : "participant";
+    }
+    return undefined;
+  }
+
+  /** A session token for `role`, valid until the given time (seconds since
+   * the epoch) plus SESSION_SECONDS. */
+  issueToken(nowSeconds: number, role: Role): string {
     const expires = Math.floor(nowSeconds) + SESSION_SECONDS;
-    return `${expires}.${this.#sign(expires)}`;
+    const letter = ROLE_LETTER[role];
+    return `${expires}.${letter}.${this.#sign(expires, letter)}`;
   }
 
-  tokenValid(token: string, nowSeconds: number): boolean {
-    const match = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(token);
-    if (!match) return false;
+  /** The role a token signs, or undefined if it is forged or expired. */
+  tokenRole(token: string, nowSeconds: number): Role | undefined {
+    const match = /^(\d{1,12})\.([po])\.([A-Za-z0-9_-]{43})$/.exec(token);
+    if (!match) return undefined;
     const expires = Number(match[1]);
-    const expected = Buffer.from(this.#sign(expires));
-    const given = Buffer.from(match[2]);
-    return timingSafeEqual(expected, given) && expires > nowSeconds;
+    const expected = Buffer.from(this.#sign(expires, match[2]));
+    const given = Buffer.from(match[3]);
+    if (!timingSafeEqual(expected, given) || expires <= nowSeconds) {
+      return undefined;
+    }
+    return match[2] === "o" ? "operator" : "participant";
   }
 
-  /** What the request carries: a cookie, the password, or neither. */
+  /** What the request carries: a cookie, a password, or neither. */
   credential(headers: Headers, nowSeconds: number): Credential {
     const authorization = headers.get("authorization");
     if (authorization !== null) {
@@ -87,22 +143,28 @@ export class Auth {
           why: "the Authorization header is neither Basic nor Bearer",
         };
       }
-      return this.passwordMatches(password)
-        ? { kind: "password" }
+      const role = this.roleFor(password);
+      return role
+        ? { kind: "password", role }
         : { kind: "wrong", why: "wrong password" };
     }
     const token = cookieValue(headers.get("cookie"), this.cookieName);
     if (token === undefined) return { kind: "none" };
-    return this.tokenValid(token, nowSeconds)
-      ? { kind: "cookie" }
+    const role = this.tokenRole(token, nowSeconds);
+    return role
+      ? { kind: "cookie", role }
       : { kind: "wrong", why: "the sign-in has expired" };
   }
 
   /** Set-Cookie for a browser that just signed in. Secure: browsers reach
    * a node only over TLS, its own or its proxy's (and count loopback as
    * secure when testing). */
-  sessionCookie(nowSeconds: number, path: string): string {
-    return this.#cookie(this.issueToken(nowSeconds), SESSION_SECONDS, path);
+  sessionCookie(nowSeconds: number, path: string, role: Role): string {
+    return this.#cookie(
+      this.issueToken(nowSeconds, role),
+      SESSION_SECONDS,
+      path,
+    );
   }
 
   /** Set-Cookie that signs a browser out. */
@@ -139,9 +201,9 @@ export class Auth {
     return (this.#failures.get(address) ?? []).filter((t) => t > since);
   }
 
-  #sign(expires: number): string {
-    return createHmac("sha256", this.#key).update(`session:${expires}`)
-      .digest("base64url");
+  #sign(expires: number, roleLetter: string): string {
+    return createHmac("sha256", this.#key)
+      .update(`session:${expires}:${roleLetter}`).digest("base64url");
   }
 
   #cookie(value: string, maxAge: number, path: string): string {

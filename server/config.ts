@@ -59,6 +59,8 @@ export interface Config {
   /** Needed for every page, API call and WebSocket when set
    * (server/auth.ts); unset, the node is open to anyone who reaches it. */
   password?: string;
+  /** Also needed for the servers list and metrics when set. */
+  operatorPassword?: string;
   trunks: string[];
   cameras: string[];
   /** The config file that was read, if any. */
@@ -116,6 +118,14 @@ const SETTINGS = {
   },
   password: { flag: "password", env: "UMBRELLA_PASSWORD" },
   passwordFile: { flag: "password-file", env: "UMBRELLA_PASSWORD_FILE" },
+  operatorPassword: {
+    flag: "operator-password",
+    env: "UMBRELLA_OPERATOR_PASSWORD",
+  },
+  operatorPasswordFile: {
+    flag: "operator-password-file",
+    env: "UMBRELLA_OPERATOR_PASSWORD_FILE",
+  },
   trunks: {},
   cameras: {},
 } satisfies Record<string, SettingSources>;
@@ -190,6 +200,12 @@ Precedence: flags, then environment, then config file, then defaults.
       --password-file FILE   read the password from a file (e.g. a Docker
                              secret); its last line break is ignored
                              UMBRELLA_PASSWORD_FILE      passwordFile
+      --operator-password PW  a second password, needed to manage servers
+                             and read metrics; the first then only lets
+                             people take part (default: none)
+                             UMBRELLA_OPERATOR_PASSWORD  operatorPassword
+      --operator-password-file FILE  the same, from a file
+                             UMBRELLA_OPERATOR_PASSWORD_FILE operatorPasswordFile
 
 The config file may also list "trunks" and "cameras" as arrays of URLs.`;
 
@@ -673,20 +689,36 @@ export async function loadConfig(
     await readUserFile(key, pick("key")!.label, "key file");
   }
 
-  const [password, passwordFile] = [pick("password"), pick("passwordFile")];
-  if (password && passwordFile) {
+  /** A secret given as text or as a file (not both). */
+  const secret = async (
+    name: "password" | "operatorPassword",
+    fileName: "passwordFile" | "operatorPasswordFile",
+  ): Promise<string | undefined> => {
+    const [text, file] = [pick(name), pick(fileName)];
+    if (text && file) {
+      throw new ConfigError(
+        `${text.label} and ${file.label} are both set (set one)`,
+      );
+    }
+    const path = get(fileName, parseNonEmpty);
+    if (path === undefined) return get(name, parseNonEmpty);
+    const content = await readUserFile(path, file!.label, "password file");
+    return parseNonEmpty(
+      content.replace(/\r?\n$/, ""),
+      `${file!.label} (${quote(path)})`,
+    );
+  };
+  const password = await secret("password", "passwordFile");
+  const operatorPassword = await secret(
+    "operatorPassword",
+    "operatorPasswordFile",
+  );
+  if (password !== undefined && password === operatorPassword) {
+    const given = pick("operatorPassword") ?? pick("operatorPasswordFile")!;
     throw new ConfigError(
-      `${password.label} and ${passwordFile.label} are both set (set one)`,
+      `${given.label}: the operator password must differ from the password`,
     );
   }
-  const passwordPath = get("passwordFile", parseNonEmpty);
-  const passwordText = passwordPath === undefined
-    ? get("password", parseNonEmpty)
-    : parseNonEmpty(
-      (await readUserFile(passwordPath, passwordFile!.label, "password file"))
-        .replace(/\r?\n$/, ""),
-      `${passwordFile!.label} (${quote(passwordPath)})`,
-    );
 
   return {
     cloud: get("cloud", parseBool) ?? false,
@@ -712,7 +744,8 @@ export async function loadConfig(
       DEFAULT_CAMERA_IDLE_SECONDS,
     maxPendingSends: get("maxPendingSends", parsePendingSends) ??
       DEFAULT_MAX_PENDING_SENDS,
-    password: passwordText,
+    password,
+    operatorPassword,
     trunks: get("trunks", parseList) ?? [],
     cameras: get("cameras", parseList) ?? [],
     configFile,

@@ -68,7 +68,12 @@ Deno.test("with a password only health, sign-in and the page assets are open", a
     const session = await fetch(
       `${server.origin}/umbrella/api/session`,
     ).then((r) => r.json());
-    assert.deepEqual(session, { passwordRequired: true, signedIn: false });
+    assert.deepEqual(session, {
+      passwordRequired: true,
+      operatorPasswordRequired: true,
+      signedIn: false,
+      role: null,
+    });
     for (const page of ["sfu", "status", "servers"]) {
       const response = await get(server, `/${page}`);
       assert.equal(response.status, 302, page);
@@ -149,7 +154,12 @@ Deno.test("a browser signs in for a cookie that opens pages, the API and the Web
     const session = await fetch(`${server.origin}/umbrella/api/session`, {
       headers: { cookie },
     }).then((r) => r.json());
-    assert.deepEqual(session, { passwordRequired: true, signedIn: true });
+    assert.deepEqual(session, {
+      passwordRequired: true,
+      operatorPasswordRequired: true,
+      signedIn: true,
+      role: "operator",
+    });
 
     // The WebSocket opens with the cookie from this site, not from another.
     const upgrade = {
@@ -346,5 +356,102 @@ Deno.test("start-up says whether a password guards the node", async () => {
     assert.ok(!guarded.logs.some((l) => String(l.msg).includes(PASSWORD)));
   } finally {
     await Promise.all([open.stop(), guarded.stop()]);
+  }
+});
+
+Deno.test("with an operator password, participants take part and only the operator runs the node", async () => {
+  const server = await startServer({
+    args: ["--password", PASSWORD, "--operator-password", "op secret"],
+  });
+  const participant = { authorization: BASIC };
+  const operator = { authorization: `Bearer op secret` };
+  try {
+    for (const path of ["/sfu", "/status", "/api/status"]) {
+      assert.equal((await get(server, path, participant)).status, 200, path);
+    }
+    for (const path of ["/api/servers", "/metrics"]) {
+      const response = await fetch(`${server.origin}${path}`, {
+        headers: participant,
+      });
+      assert.equal(response.status, 403, path);
+      assert.deepEqual(await response.json(), {
+        error: "this needs the operator password",
+      });
+      assert.equal((await get(server, path, operator)).status, 200, path);
+      const anonymous = await fetch(`${server.origin}${path}`);
+      assert.equal(anonymous.status, 401);
+      assert.deepEqual(await anonymous.json(), {
+        error: "sign in first: this needs the operator password",
+      });
+    }
+    const added = await post(
+      server,
+      "/api/servers",
+      JSON.stringify({ url: "rtsp://cam/1" }),
+      participant,
+    );
+    assert.equal(added.response.status, 403);
+    const servers = await get(server, "/servers", participant);
+    assert.equal(servers.status, 302);
+    assert.equal(servers.headers.get("location"), "login?next=servers");
+
+    // Browsers: the participant's cookie opens the call, not the servers
+    // list; the operator's opens both.
+    const signIn = async (password: string) => {
+      const { response } = await post(
+        server,
+        "/api/login",
+        JSON.stringify({ password }),
+      );
+      assert.equal(response.status, 204);
+      return { cookie: cookieOf(response) };
+    };
+    const guest = await signIn(PASSWORD);
+    assert.equal((await get(server, "/sfu", guest)).status, 200);
+    assert.equal((await get(server, "/servers", guest)).status, 302);
+    const session = await fetch(`${server.origin}/api/session`, {
+      headers: guest,
+    }).then((r) => r.json());
+    assert.equal(session.role, "participant");
+    const owner = await signIn("op secret");
+    assert.equal((await get(server, "/servers", owner)).status, 200);
+    assert.equal((await get(server, "/api/servers", owner)).status, 200);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("with only an operator password, anyone takes part and only the operator runs the node", async () => {
+  const server = await startServer({ args: ["--operator-password", "op"] });
+  const clients: WeriftClient[] = [];
+  try {
+    const session = await fetch(`${server.origin}/api/session`).then((r) =>
+      r.json()
+    );
+    assert.deepEqual(session, {
+      passwordRequired: false,
+      operatorPasswordRequired: true,
+      signedIn: false,
+      role: "participant",
+    });
+    for (const path of ["/sfu", "/status", "/api/status"]) {
+      assert.equal((await get(server, path)).status, 200, path);
+    }
+    clients.push(await WeriftClient.connect(server.wsUrl, "anyone"));
+    assert.equal((await get(server, "/servers")).status, 302);
+    assert.equal((await get(server, "/api/servers")).status, 401);
+    assert.equal((await get(server, "/metrics")).status, 401);
+    assert.equal(
+      (await get(server, "/metrics", { authorization: "Bearer op" })).status,
+      200,
+    );
+    const status = await fetch(`${server.origin}/api/status`).then((r) =>
+      r.json()
+    );
+    assert.equal(status.node.passwordRequired, false);
+    assert.equal(status.node.operatorPasswordRequired, true);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.stop();
   }
 });

@@ -8,6 +8,7 @@ import {
   FAILURE_WINDOW_SECONDS,
   FAILURES_ALLOWED,
   passwordFromAuthorization,
+  roleAllows,
   SESSION_SECONDS,
 } from "../server/auth.ts";
 
@@ -17,36 +18,79 @@ const NOW = 1_800_000_000;
 
 const basic = (text: string) => `Basic ${btoa(text)}`;
 
-Deno.test("a session token holds until it expires, and only for its password and secret", () => {
-  const auth = new Auth("right", SECRET, NODE_ID);
-  const token = auth.issueToken(NOW);
-  assert.ok(auth.tokenValid(token, NOW));
-  assert.ok(auth.tokenValid(token, NOW + SESSION_SECONDS - 1));
-  assert.ok(!auth.tokenValid(token, NOW + SESSION_SECONDS));
-  assert.ok(!new Auth("other", SECRET, NODE_ID).tokenValid(token, NOW));
-  assert.ok(
-    !new Auth("right", new Uint8Array(32), NODE_ID).tokenValid(token, NOW),
+Deno.test("a session token holds until it expires, for its role, passwords and secret only", () => {
+  const auth = new Auth({ password: "right" }, SECRET, NODE_ID);
+  const token = auth.issueToken(NOW, "participant");
+  assert.equal(auth.tokenRole(token, NOW), "participant");
+  assert.equal(
+    auth.tokenRole(token, NOW + SESSION_SECONDS - 1),
+    "participant",
   );
-  const [expires, mac] = token.split(".");
-  // A later expiry with the old signature does not verify.
-  assert.ok(!auth.tokenValid(`${Number(expires) + 100}.${mac}`, NOW));
+  assert.equal(auth.tokenRole(token, NOW + SESSION_SECONDS), undefined);
+  assert.equal(
+    auth.tokenRole(auth.issueToken(NOW, "operator"), NOW),
+    "operator",
+  );
+  for (
+    const other of [
+      new Auth({ password: "other" }, SECRET, NODE_ID),
+      new Auth({ password: "right", operatorPassword: "x" }, SECRET, NODE_ID),
+      new Auth({ password: "right" }, new Uint8Array(32), NODE_ID),
+    ]
+  ) {
+    assert.equal(other.tokenRole(token, NOW), undefined);
+  }
+  const [expires, role, mac] = token.split(".");
+  // A later expiry, or the operator's letter, with the old signature fails.
+  assert.equal(
+    auth.tokenRole(`${Number(expires) + 100}.${role}.${mac}`, NOW),
+    undefined,
+  );
+  assert.equal(auth.tokenRole(`${expires}.o.${mac}`, NOW), undefined);
   const flipped = mac[0] === "A" ? `B${mac.slice(1)}` : `A${mac.slice(1)}`;
-  assert.ok(!auth.tokenValid(`${expires}.${flipped}`, NOW));
+  assert.equal(auth.tokenRole(`${expires}.${role}.${flipped}`, NOW), undefined);
   for (
     const garbage of [
       "",
       ".",
       "1.",
-      `${expires}.`,
+      `${expires}.${mac}`,
+      `${expires}.x.${mac}`,
       "x".repeat(10_000),
       token + "x",
     ]
   ) {
-    assert.ok(
-      !auth.tokenValid(garbage, NOW),
+    assert.equal(
+      auth.tokenRole(garbage, NOW),
+      undefined,
       JSON.stringify(garbage.slice(0, 20)),
     );
   }
+});
+
+Deno.test("which password gives which role", () => {
+  const one = new Auth({ password: "pw" }, SECRET, NODE_ID);
+  assert.equal(one.roleFor("pw"), "operator");
+  assert.equal(one.roleFor("nope"), undefined);
+  assert.ok(one.participantsNeedPassword);
+  const two = new Auth(
+    { password: "pw", operatorPassword: "op" },
+    SECRET,
+    NODE_ID,
+  );
+  assert.equal(two.roleFor("pw"), "participant");
+  assert.equal(two.roleFor("op"), "operator");
+  assert.equal(two.roleFor(""), undefined);
+  const operatorOnly = new Auth({ operatorPassword: "op" }, SECRET, NODE_ID);
+  assert.ok(!operatorOnly.participantsNeedPassword);
+  assert.equal(operatorOnly.roleFor("op"), "operator");
+  assert.equal(operatorOnly.roleFor(""), undefined);
+  assert.throws(() => new Auth({}, SECRET, NODE_ID));
+  assert.ok(roleAllows("operator", "operator"));
+  assert.ok(roleAllows("operator", "participant"));
+  assert.ok(roleAllows("participant", "participant"));
+  assert.ok(!roleAllows("participant", "operator"));
+  assert.ok(!roleAllows(undefined, "participant"));
 });
 
 Deno.test("the password is read from Basic (any user) and Bearer, and nothing else", () => {
@@ -80,18 +124,27 @@ Deno.test("the password is read from Basic (any user) and Bearer, and nothing el
 });
 
 Deno.test("credentials: a cookie, the password, a wrong one, or none", () => {
-  const auth = new Auth("pw", SECRET, NODE_ID);
-  const cookie = `${auth.cookieName}=${auth.issueToken(NOW)}`;
+  const auth = new Auth(
+    { password: "pw", operatorPassword: "op" },
+    SECRET,
+    NODE_ID,
+  );
+  const cookie = `${auth.cookieName}=${auth.issueToken(NOW, "participant")}`;
   const check = (headers: Record<string, string>) =>
     auth.credential(new Headers(headers), NOW);
   assert.deepEqual(check({}), { kind: "none" });
   assert.deepEqual(check({ cookie: `other=1; ${cookie}; x=y` }), {
     kind: "cookie",
+    role: "participant",
   });
   assert.deepEqual(check({ authorization: basic("any:pw") }), {
     kind: "password",
+    role: "participant",
   });
-  assert.deepEqual(check({ authorization: "Bearer pw" }), { kind: "password" });
+  assert.deepEqual(check({ authorization: "Bearer op" }), {
+    kind: "password",
+    role: "operator",
+  });
   assert.deepEqual(check({ authorization: basic("any:nope") }), {
     kind: "wrong",
     why: "wrong password",
@@ -112,12 +165,12 @@ Deno.test("cookies: parsed from hostile headers, set with the attributes that ke
   assert.equal(cookieValue("a=1;b", "b"), undefined);
   assert.equal(cookieValue(";;=;==; b==x", "b"), "=x");
   assert.equal(cookieValue(null, "b"), undefined);
-  const auth = new Auth("pw", SECRET, NODE_ID);
-  const set = auth.sessionCookie(NOW, "/umbrella");
+  const auth = new Auth({ password: "pw" }, SECRET, NODE_ID);
+  const set = auth.sessionCookie(NOW, "/umbrella", "participant");
   assert.match(
     set,
     new RegExp(
-      `^${auth.cookieName}=\\d+\\.[\\w-]{43}; Path=/umbrella; Max-Age=${SESSION_SECONDS}; HttpOnly; SameSite=Strict; Secure$`,
+      `^${auth.cookieName}=\\d+\\.p\\.[\\w-]{43}; Path=/umbrella; Max-Age=${SESSION_SECONDS}; HttpOnly; SameSite=Strict; Secure$`,
     ),
   );
   assert.equal(
@@ -127,7 +180,7 @@ Deno.test("cookies: parsed from hostile headers, set with the attributes that ke
 });
 
 Deno.test("wrong passwords: a few at once, then one address waits while others do not", () => {
-  const auth = new Auth("pw", SECRET, NODE_ID);
+  const auth = new Auth({ password: "pw" }, SECRET, NODE_ID);
   for (let i = 0; i < FAILURES_ALLOWED; i++) {
     assert.equal(auth.retryAfter("192.0.2.1", NOW + i), 0);
     auth.recordFailure("192.0.2.1", NOW + i);

@@ -172,6 +172,36 @@ Deno.test("Umbrella's pages in Chromium", async (t) => {
     );
 
     await t.step(
+      "with an operator password, only it opens the Servers page",
+      () =>
+        Scene.run("operator", browser, {
+          args: [
+            "--password",
+            "open sesame",
+            "--operator-password",
+            "run the show",
+          ],
+        }, async (scene) => {
+          const opened = await scene.open("Carol", "servers");
+          const page = opened.page;
+          await page.waitForURL(/\/login\?next=servers$/);
+          await page.getByLabel("Password").fill("open sesame");
+          await page.getByRole("button", { name: "Sign in" }).click();
+          await page.getByRole("alert").getByText(
+            "That password lets you take part, not manage servers.",
+          ).waitFor();
+          await page.getByText("Managing servers needs the operator password.")
+            .waitFor();
+          await scene.screenshot(opened, "participant-on-servers");
+          await page.getByLabel("Password").fill("run the show");
+          await page.getByRole("button", { name: "Sign in" }).click();
+          await page.waitForURL(/\/servers$/);
+          await page.getByRole("heading", { name: "Add a remote source" })
+            .waitFor();
+        }),
+    );
+
+    await t.step(
       "the Status page lists both participants and their tracks",
       () =>
         Scene.run("status", browser, {}, async (scene) => {

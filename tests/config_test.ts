@@ -398,7 +398,7 @@ const STUN_FORMS = "(expected stun:, turn: or turns: followed by host[:port])";
 const KNOWN_KEYS =
   "cloud, httpPrefix, listen, publicIp, publicHost, minPort, maxPort, " +
   "iceAddresses, iceServers, turnUsername, turnCredential, dataDir, name, cert, key, " +
-  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, password, passwordFile, trunks, cameras";
+  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, password, passwordFile, operatorPassword, operatorPasswordFile, trunks, cameras";
 
 const INVALID: InvalidCase[] = [
   // command line syntax
@@ -800,5 +800,36 @@ Deno.test("the password comes from a flag, the environment, the config file or a
     (err) =>
       err instanceof ConfigError &&
       err.message === "--password: must not be empty",
+  );
+});
+
+Deno.test("the operator password: text or file, and not the same as the password", async () => {
+  assert.equal(
+    (await load(["--operator-password", "op"])).operatorPassword,
+    "op",
+  );
+  await withTempDir(async (dir) => {
+    const file = join(dir, "operator");
+    await Deno.writeTextFile(file, "from file\n");
+    const config = await load([], {
+      UMBRELLA_OPERATOR_PASSWORD_FILE: file,
+      UMBRELLA_PASSWORD: "pw",
+    });
+    assert.equal(config.operatorPassword, "from file");
+    assert.equal(config.password, "pw");
+    await assert.rejects(
+      load(["--operator-password-file", file, "--operator-password", "x"]),
+      (err) =>
+        err instanceof ConfigError &&
+        err.message ===
+          "--operator-password and --operator-password-file are both set (set one)",
+    );
+  });
+  await assert.rejects(
+    load(["--password", "same", "--operator-password", "same"]),
+    (err) =>
+      err instanceof ConfigError &&
+      err.message ===
+        "--operator-password: the operator password must differ from the password",
   );
 });

@@ -119,6 +119,7 @@ Deno.test("the init script gives Umbrella its UCI options as environment", async
       ...base,
       ...await shippedOptions(),
       CONFIG_main_password: "two words",
+      CONFIG_main_operator_password: "three more words",
       CONFIG_main_data_dir: "/mnt/usb/umbrella",
       CONFIG_main_min_port: "50000",
       CONFIG_main_max_port: "50100",
@@ -126,6 +127,7 @@ Deno.test("the init script gives Umbrella its UCI options as environment", async
     });
     const env = serviceEnv(set);
     assert.equal(env.UMBRELLA_PASSWORD, "two words");
+    assert.equal(env.UMBRELLA_OPERATOR_PASSWORD, "three more words");
     assert.equal(env.UMBRELLA_DATA_DIR, "/mnt/usb/umbrella");
     assert.equal(env.UMBRELLA_MIN_PORT, "50000");
     assert.equal(env.UMBRELLA_MAX_PORT, "50100");

@@ -22,7 +22,7 @@ import {
   tileLabel,
 } from "../ui/format.ts";
 import { groupParticipants, isOwnTrack } from "../ui/session.ts";
-import { nextPage } from "../ui/login_page.ts";
+import { nextPage, roleOpens } from "../ui/login_page.ts";
 import { trunkUrlWithPassword } from "../ui/status_page.ts";
 import {
   addressKind,
@@ -249,6 +249,15 @@ Deno.test("after signing in a browser goes back only to a page of this UI", () =
   ) {
     assert.equal(nextPage(hostile), "sfu", hostile);
   }
+});
+
+Deno.test("the sign-in page knows which pages a role opens", () => {
+  assert.ok(roleOpens("operator", "servers"));
+  assert.ok(roleOpens("operator", "sfu"));
+  assert.ok(roleOpens("participant", "sfu"));
+  assert.ok(roleOpens("participant", "status"));
+  assert.ok(!roleOpens("participant", "servers"));
+  assert.ok(!roleOpens(null, "sfu"));
 });
 
 Deno.test("the Status page shows where a trunk's password goes", () => {

@@ -14,6 +14,8 @@ export interface NodeInfo {
   certificateFingerprint: string | null;
   /** Whether pages, API and trunks need this node's password. */
   passwordRequired: boolean;
+  /** Whether managing servers and reading metrics need a password. */
+  operatorPasswordRequired: boolean;
 }
 
 export type PeerState =

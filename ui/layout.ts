@@ -39,12 +39,12 @@ export function Layout(
   `;
 }
 
-/** Shown only where the node has a password and this browser signed in. */
+/** Shown only where this browser signed in. */
 function SignOut() {
   const [shown, setShown] = useState(false);
   useEffect(() => {
     fetchJson<SessionInfo>("api/session").then(
-      (session) => setShown(session.passwordRequired && session.signedIn),
+      (session) => setShown(session.signedIn),
       () => {/* no button is the safe default */},
     );
   }, []);

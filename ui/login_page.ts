@@ -7,9 +7,21 @@ import { useEffect, useState } from "preact/hooks";
 import { fetchJson } from "./api.ts";
 import { sentence } from "./remotes.ts";
 
+export type Role = "participant" | "operator";
+
 export interface SessionInfo {
+  /** Whether taking part needs a password. */
   passwordRequired: boolean;
+  /** Whether managing the node needs one. */
+  operatorPasswordRequired: boolean;
   signedIn: boolean;
+  /** What this browser may do now; null: nothing yet. */
+  role: Role | null;
+}
+
+/** Whether `role` may open `page`: the servers list is the operator's. */
+export function roleOpens(role: Role | null, page: string): boolean {
+  return role === "operator" || (role === "participant" && page !== "servers");
 }
 
 /** The page to go to after signing in: only a page name of this UI, so a
@@ -23,13 +35,15 @@ export function LoginPage() {
   const [password, setPassword] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [role, setRole] = useState<Role | null>(null);
   const next = nextPage(location.search);
 
   // Nothing to do here when the node has no password or the browser is
   // already signed in.
   useEffect(() => {
     fetchJson<SessionInfo>("api/session").then((session) => {
-      if (!session.passwordRequired || session.signedIn) location.replace(next);
+      if (roleOpens(session.role, next)) location.replace(next);
+      else setRole(session.role);
     }, () => {/* the form still works; submitting says what is wrong */});
   }, []);
 
@@ -42,7 +56,11 @@ export function LoginPage() {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ password }),
       });
-      location.replace(next);
+      const session = await fetchJson<SessionInfo>("api/session");
+      if (roleOpens(session.role, next)) return location.replace(next);
+      setRole(session.role);
+      setProblem("That password lets you take part, not manage servers.");
+      setBusy(false);
     } catch (error) {
       setProblem(sentence((error as Error).message));
       setBusy(false);
@@ -69,7 +87,9 @@ export function LoginPage() {
         />
         ${problem !== null &&
           html`<p id="password-problem" class="field-problem" role="alert">${problem}</p>`}
-        <p class="hint">This Umbrella server needs the password its operator set.</p>
+        <p class="hint">${role === "participant" && !roleOpens(role, next)
+          ? "Managing servers needs the operator password."
+          : "This Umbrella server needs the password its operator set."}</p>
         <button type="submit" class="primary" disabled=${busy}>
           ${busy ? "Signing in…" : "Sign in"}
         </button>
