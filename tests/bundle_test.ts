@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startPermissions, startServer } from "./support/server.ts";
-import { waitFor, WeriftClient } from "./support/werift_client.ts";
+import { expectForwarding } from "./support/werift_client.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
@@ -32,7 +32,6 @@ export async function bundle(output: string): Promise<void> {
 
 Deno.test("the bundle alone serves the pages and forwards media", async () => {
   const dir = await Deno.makeTempDir({ prefix: "umbrella-bundle-" });
-  const clients: WeriftClient[] = [];
   try {
     const script = join(dir, "umbrella.js");
     await bundle(script);
@@ -57,20 +56,8 @@ Deno.test("the bundle alone serves the pages and forwards media", async () => {
         await response.body?.cancel();
         assert.equal(response.status, 200, path);
       }
-      const alice = await WeriftClient.connect(server.wsUrl, "alice");
-      clients.push(alice);
-      const bob = await WeriftClient.connect(server.wsUrl, "bob");
-      clients.push(bob);
-      await alice.publish({ audio: true, video: "vp8", tag: 0 });
-      await waitFor(
-        "bob to receive alice's audio and video",
-        () =>
-          bob.received.size === 2 &&
-          [...bob.received.values()].every((t) => t.packets >= 10 && t.intact),
-        20_000,
-      );
+      await expectForwarding(server.wsUrl, "through the bundle", 20_000);
     } finally {
-      await Promise.all(clients.map((c) => c.close()));
       await server.stop();
     }
   } finally {

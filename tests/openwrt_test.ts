@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildPackage } from "../openwrt/package.ts";
 import { startServer } from "./support/server.ts";
-import { waitFor, WeriftClient } from "./support/werift_client.ts";
+import { expectForwarding } from "./support/werift_client.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 /** Deno for aarch64, which .ci/run fetches from the npm registry (tests do
@@ -153,7 +153,6 @@ Deno.test("the init script gives Umbrella its UCI options as environment", async
 Deno.test("the package runs where the system has no C library of its own", async () => {
   const arch = Deno.build.arch;
   const dir = await Deno.makeTempDir({ prefix: "umbrella-openwrt-root-" });
-  const clients: WeriftClient[] = [];
   try {
     const tarball = join(dir, "package.tar");
     await buildPackage({
@@ -225,22 +224,10 @@ Deno.test("the package runs where the system has no C library of its own", async
       const page = await fetch(`${server.origin}/sfu`);
       assert.equal(page.status, 200);
       await page.body?.cancel();
-      const alice = await WeriftClient.connect(server.wsUrl, "alice");
-      clients.push(alice);
-      const bob = await WeriftClient.connect(server.wsUrl, "bob");
-      clients.push(bob);
-      await alice.publish({ audio: true, video: "vp8", tag: 0 });
-      await waitFor(
-        "bob to receive alice's audio and video through the chrooted node",
-        () =>
-          bob.received.size === 2 &&
-          [...bob.received.values()].every((t) => t.packets >= 10 && t.intact),
-        20_000,
-      );
+      await expectForwarding(server.wsUrl, "through the chrooted node", 20_000);
       // Its state lives in the data directory inside the root.
       await Deno.stat(join(root, "data/node-id"));
     } finally {
-      await Promise.all(clients.map((c) => c.close()));
       await server.stop();
     }
   } finally {
@@ -262,7 +249,6 @@ Deno.test("the aarch64 package, as access points run it, forwards media (on qemu
   }
   assert.deepEqual(missing, [], "bash .ci/run installs these");
   const dir = await Deno.makeTempDir({ prefix: "umbrella-openwrt-arm-" });
-  const clients: WeriftClient[] = [];
   try {
     const tarball = join(dir, "package.tar");
     await buildPackage({
@@ -298,20 +284,8 @@ Deno.test("the aarch64 package, as access points run it, forwards media (on qemu
     try {
       const srtp = server.logs.find((l) => l.msg === "SRTP implementation");
       assert.match(String(srtp?.srtp), /lib\/libcrypto\.so\.3 \(OpenSSL 3\./);
-      const alice = await WeriftClient.connect(server.wsUrl, "alice");
-      clients.push(alice);
-      const bob = await WeriftClient.connect(server.wsUrl, "bob");
-      clients.push(bob);
-      await alice.publish({ audio: true, video: "vp8", tag: 0 });
-      await waitFor(
-        "bob to receive alice's audio and video through the emulated node",
-        () =>
-          bob.received.size === 2 &&
-          [...bob.received.values()].every((t) => t.packets >= 10 && t.intact),
-        90_000,
-      );
+      await expectForwarding(server.wsUrl, "through the emulated node", 90_000);
     } finally {
-      await Promise.all(clients.map((c) => c.close()));
       await server.stop();
     }
   } finally {

@@ -482,3 +482,29 @@ export class WeriftClient {
     return this.#socket.readyState === WebSocket.OPEN;
   }
 }
+
+/** Two werift peers on one node: one publishes audio and video, and the
+ * other must receive both, intact, within the time given. */
+export async function expectForwarding(
+  wsUrl: string,
+  where: string,
+  timeoutMs: number,
+): Promise<void> {
+  const clients: WeriftClient[] = [];
+  try {
+    const alice = await WeriftClient.connect(wsUrl, "alice");
+    clients.push(alice);
+    const bob = await WeriftClient.connect(wsUrl, "bob");
+    clients.push(bob);
+    await alice.publish({ audio: true, video: "vp8", tag: 0 });
+    await waitFor(
+      `bob to receive alice's audio and video ${where}`,
+      () =>
+        bob.received.size === 2 &&
+        [...bob.received.values()].every((t) => t.packets >= 10 && t.intact),
+      timeoutMs,
+    );
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
