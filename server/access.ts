@@ -3,7 +3,7 @@
 // the gate lets everything through.
 import { isPage, uiAsset } from "../ui/assets.ts";
 import { type Auth, type Role, roleAllows } from "./auth.ts";
-import { crossSite, json } from "./http.ts";
+import { crossSite, json, readJsonBody } from "./http.ts";
 import { log } from "./log.ts";
 
 export interface AccessOptions {
@@ -16,6 +16,8 @@ export interface AccessOptions {
 
 const SIGN_IN_PATHS = new Set(["/api/login", "/api/logout", "/api/session"]);
 const SIGN_IN_REQUIRED = "sign in first: this node needs a password";
+/** A sign-in body is a password; anyone may send one, so it is kept small. */
+const MAX_SIGN_IN_BYTES = 4096;
 const OPERATOR_REQUIRED = "this needs the operator password";
 
 /** What a path needs: running the node (the servers list, metrics), or
@@ -133,16 +135,12 @@ export class Access {
     const now = nowSeconds();
     const wait = auth.retryAfter(address, now);
     if (wait > 0) return tooManyAttempts(wait);
-    let password: unknown;
-    try {
-      password = (await request.json())?.password;
-    } catch {
-      // Answered below, as a body without a password is.
-    }
+    const hint = '{"password": "..."}';
+    const body = await readJsonBody(request, MAX_SIGN_IN_BYTES, hint);
+    if (!body.ok) return body.response;
+    const password = (body.value as { password?: unknown } | null)?.password;
     if (typeof password !== "string") {
-      return json({
-        error: 'the request body must be JSON like {"password": "..."}',
-      }, 400);
+      return json({ error: `the request body must be JSON like ${hint}` }, 400);
     }
     const role = auth.roleFor(password);
     if (role === undefined) {

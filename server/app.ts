@@ -10,7 +10,7 @@ import type { MediaNetworkOptions } from "../media/rtc_config.ts";
 import { uiAsset } from "../ui/assets.ts";
 import { Access } from "./access.ts";
 import { Auth, loadSessionSecret } from "./auth.ts";
-import { json } from "./http.ts";
+import { json, readJsonBody } from "./http.ts";
 import { ensureCertificate, loadCertificateFiles } from "./cert.ts";
 import type { Config } from "./config.ts";
 import { loadNodeIdentity } from "./identity.ts";
@@ -44,6 +44,8 @@ export interface RunningNode {
 }
 
 const MDNS_TIMEOUT_MS = 3000;
+/** A servers-list entry is a URL and a few options. */
+const MAX_SERVER_ENTRY_BYTES = 16 * 1024;
 
 export async function startNode(config: Config): Promise<RunningNode> {
   await Deno.mkdir(config.dataDir, { recursive: true });
@@ -296,17 +298,16 @@ export async function startNode(config: Config): Promise<RunningNode> {
         return json({ servers: remotes.list().map(remoteView) });
       }
       if (request.method === "POST") {
-        let body: RemoteInput;
+        const body = await readJsonBody(
+          request,
+          MAX_SERVER_ENTRY_BYTES,
+          '{"url": "wss://host:8081/wsb"}',
+        );
+        if (!body.ok) return body.response;
         try {
-          body = await request.json();
-        } catch {
-          return json({
-            error:
-              'the request body must be JSON like {"url": "wss://host:8081/wsb"}',
-          }, 400);
-        }
-        try {
-          const entry = await remotes.add(body ?? {});
+          const entry = await remotes.add(
+            (body.value ?? {}) as RemoteInput,
+          );
           startSource(entry);
           log.info("remote source added", {
             kind: entry.kind,

@@ -25,3 +25,57 @@ export function crossSite(origin: string | null, host: string | null): boolean {
     return true;
   }
 }
+
+export type JsonBody =
+  | { ok: true; value: unknown }
+  | { ok: false; response: Response };
+
+/** Reads a JSON request body of at most `maxBytes`, never holding more:
+ * a larger one is answered 413 whatever it claims to be, one that does not
+ * parse 400 with `hint` (what the body should look like). */
+export async function readJsonBody(
+  request: Request,
+  maxBytes: number,
+  hint: string,
+): Promise<JsonBody> {
+  const tooLarge = (): JsonBody => ({
+    ok: false,
+    response: json(
+      { error: `the request body is over ${maxBytes} bytes` },
+      413,
+    ),
+  });
+  const notJson = (): JsonBody => ({
+    ok: false,
+    response: json(
+      { error: `the request body must be JSON like ${hint}` },
+      400,
+    ),
+  });
+  if (Number(request.headers.get("content-length")) > maxBytes) {
+    await request.body?.cancel();
+    return tooLarge();
+  }
+  const reader = request.body?.getReader();
+  if (!reader) return notJson();
+  const body = new Uint8Array(maxBytes);
+  let length = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (length + value.byteLength > maxBytes) {
+      await reader.cancel();
+      return tooLarge();
+    }
+    body.set(value, length);
+    length += value.byteLength;
+  }
+  try {
+    return {
+      ok: true,
+      value: JSON.parse(new TextDecoder().decode(body.subarray(0, length))),
+    };
+  } catch {
+    return notJson();
+  }
+}

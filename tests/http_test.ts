@@ -203,3 +203,48 @@ Deno.test("pages carry a security policy that fits them: own script, no framing"
     await server.stop();
   }
 });
+
+Deno.test("request bodies are bounded: too large is 413 whether declared or streamed, not JSON is 400", async () => {
+  const server = await startServer({ args: ["--operator-password", "op"] });
+  try {
+    const send = (path: string, body: BodyInit, auth = true) =>
+      fetch(`${server.origin}${path}`, {
+        method: "POST",
+        body,
+        headers: {
+          "content-type": "application/json",
+          ...(auth ? { authorization: "Bearer op" } : {}),
+        },
+      });
+    const huge = JSON.stringify({ url: "rtsp://cam/" + "x".repeat(1 << 20) });
+    /** The same bytes with no Content-Length: a stream of 64 KiB chunks. */
+    const streamed = () => {
+      const bytes = new TextEncoder().encode(huge);
+      let offset = 0;
+      return new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (offset >= bytes.length) return controller.close();
+          controller.enqueue(bytes.subarray(offset, offset += 65536));
+        },
+      });
+    };
+    for (const path of ["/api/servers", "/api/login"]) {
+      for (const body of [huge, streamed()]) {
+        const response = await send(path, body);
+        assert.equal(response.status, 413, path);
+        assert.match(
+          (await response.json()).error,
+          /^the request body is over \d+ bytes$/,
+        );
+      }
+      const garbled = await send(path, "{not json");
+      assert.equal(garbled.status, 400, path);
+      assert.match((await garbled.json()).error, /must be JSON like/);
+    }
+    // The node still answers.
+    const health = await fetch(`${server.origin}/healthz`);
+    assert.equal((await health.json()).ok, true);
+  } finally {
+    await server.stop();
+  }
+});
