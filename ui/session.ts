@@ -18,7 +18,7 @@ import {
   type TrackInfo,
   TrackSource,
 } from "../proto/messages.ts";
-import { codecName, reconnectDelaySeconds } from "./format.ts";
+import { codecName, pageName, reconnectDelaySeconds } from "./format.ts";
 
 export type CallState =
   | "idle"
@@ -240,6 +240,7 @@ export class CallSession {
         );
         return;
       }
+      if (!opened && socket === this.#socket) this.#checkSignIn();
       this.#fail(
         event.code === CLOSE_SHUTTING_DOWN
           ? "The server is restarting."
@@ -253,6 +254,22 @@ export class CallSession {
         socket,
       );
     };
+  }
+
+  /** A WebSocket refused before it opened may mean the sign-in ran out or
+   * the node's password changed: then retrying cannot help, and the page
+   * goes to sign in (and comes back here) instead. */
+  #checkSignIn(): void {
+    const page = new URL(this.#options.url);
+    page.protocol = page.protocol === "wss:" ? "https:" : "http:";
+    fetch(new URL("api/session", page)).then((r) => r.json()).then(
+      (session: { role?: string | null }) => {
+        if (session.role === null && this.state !== "left") {
+          location.assign(`login?next=${pageName(location.pathname)}`);
+        }
+      },
+      () => {/* unreachable: the retries say so */},
+    );
   }
 
   async #handle(envelope: Envelope): Promise<void> {
