@@ -6,8 +6,12 @@ import schemaText from "./umbrella.proto" with { type: "text" };
 import type { Envelope, EnvelopeKind } from "./messages.ts";
 
 /** Frames above this size are refused before decoding. SDP with many
- * m-lines is the largest legitimate message; 256 KiB leaves ample room. */
+ * m-lines is the largest legitimate message; 256 KiB leaves ample room for
+ * a participant's. */
 export const MAX_FRAME_BYTES = 256 * 1024;
+/** A trunk's offer binds every track watched across its link (up to 1024,
+ * at several hundred bytes of SDP each), so another node may send more. */
+export const MAX_NODE_FRAME_BYTES = 1024 * 1024;
 
 const root = protobuf.parse(schemaText, { keepCase: false }).root;
 const EnvelopeType = root.lookupType("umbrella.v1.Envelope");
@@ -24,10 +28,13 @@ export function encodeEnvelope(message: Envelope): Uint8Array {
 
 /** Decodes one frame; throws ProtocolError with a reason fit for a
  * WebSocket close frame on anything that is not exactly one Envelope. */
-export function decodeEnvelope(frame: Uint8Array): Envelope {
-  if (frame.byteLength > MAX_FRAME_BYTES) {
+export function decodeEnvelope(
+  frame: Uint8Array,
+  maxBytes = MAX_FRAME_BYTES,
+): Envelope {
+  if (frame.byteLength > maxBytes) {
     throw new ProtocolError(
-      `frame of ${frame.byteLength} bytes exceeds the ${MAX_FRAME_BYTES} byte limit`,
+      `frame of ${frame.byteLength} bytes exceeds the ${maxBytes} byte limit`,
     );
   }
   let decoded: protobuf.Message;

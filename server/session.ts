@@ -6,6 +6,8 @@
 import {
   decodeEnvelope,
   encodeEnvelope,
+  MAX_FRAME_BYTES,
+  MAX_NODE_FRAME_BYTES,
   ProtocolError,
 } from "../proto/codec.ts";
 import {
@@ -262,7 +264,10 @@ export class SignallingSession implements RouterPeer {
     }
     let envelope: Envelope;
     try {
-      envelope = decodeEnvelope(data);
+      envelope = decodeEnvelope(
+        data,
+        this.kind === "node" ? MAX_NODE_FRAME_BYTES : MAX_FRAME_BYTES,
+      );
     } catch (error) {
       const tooBig = (error as Error).message.includes("exceeds");
       this.#log.warn("bad signalling frame", { error });

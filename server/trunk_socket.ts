@@ -6,11 +6,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
+import { MAX_NODE_FRAME_BYTES } from "../proto/codec.ts";
 import { authorizationFromUrl } from "./auth.ts";
 import { VERSION } from "./version.ts";
 
-/** Incoming messages above this size close the trunk with 1009. */
-export const MAX_TRUNK_MESSAGE_BYTES = 1024 * 1024;
+/** Incoming messages above this size close the trunk with 1009: the most a
+ * node may send another in one signalling frame. */
+export const MAX_TRUNK_MESSAGE_BYTES = MAX_NODE_FRAME_BYTES;
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 // How long the closing handshake may take before the connection is dropped.

@@ -325,3 +325,47 @@ Deno.test("a node announcing one bad track keeps its link; its good tracks still
     await server.stop();
   }
 });
+
+Deno.test("another node may send frames up to 1 MiB, four times a participant's limit", async () => {
+  const server = await startServer();
+  /** Opens a raw signalling socket, says hello as `kind`, and sends a frame
+   * of `bytes` holding an offer; resolves to how the server closed it, or
+   * "open" if it had not within a second of answering. */
+  const offerOfSize = async (kind: PeerKind, bytes: number) => {
+    const socket = new WebSocket(server.wsUrl);
+    socket.binaryType = "arraybuffer";
+    const closed = Promise.withResolvers<string>();
+    socket.onclose = (event) => closed.resolve(`${event.code}`);
+    const helloed = Promise.withResolvers<void>();
+    socket.onmessage = (event) => {
+      if (decodeEnvelope(new Uint8Array(event.data)).hello) helloed.resolve();
+    };
+    await new Promise((resolve) => socket.onopen = resolve);
+    socket.send(encodeEnvelope({
+      hello: {
+        protocolVersion: PROTOCOL_VERSION,
+        kind,
+        name: "big",
+        nodeId: "cd".repeat(16),
+        site: "site-Z",
+      },
+    }));
+    await helloed.promise;
+    const sdp = `v=0\r\na=x-padding:${"p".repeat(bytes)}\r\n`;
+    socket.send(encodeEnvelope({ offer: { sdp, tracks: [] } }));
+    const timer = setTimeout(() => closed.resolve("open"), 3000);
+    const outcome = await closed.promise;
+    clearTimeout(timer);
+    socket.close();
+    return outcome;
+  };
+  try {
+    // Past the size gate the offer is judged on what it says (an SDP with no
+    // media is not refused for its size): anything but 1009.
+    assert.notEqual(await offerOfSize(PeerKind.Node, 600 * 1024), "1009");
+    assert.equal(await offerOfSize(PeerKind.Node, 1100 * 1024), "1009");
+    assert.equal(await offerOfSize(PeerKind.Browser, 300 * 1024), "1009");
+  } finally {
+    await server.stop();
+  }
+});
