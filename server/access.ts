@@ -2,7 +2,7 @@
 // request but health passes, and the sign-in endpoints. Without a password
 // the gate lets everything through.
 import { isPage, uiAsset } from "../ui/assets.ts";
-import { type Auth, type Role, roleAllows } from "./auth.ts";
+import { type Auth, failureKey, type Role, roleAllows } from "./auth.ts";
 import { crossSite, json, readJsonBody } from "./http.ts";
 import { log } from "./log.ts";
 
@@ -128,7 +128,12 @@ export class Access {
     if (path === "/api/logout") {
       return new Response(null, {
         status: 204,
-        headers: { "set-cookie": auth.clearedCookie(this.#options.cookiePath) },
+        headers: {
+          "set-cookie": auth.clearedCookie(
+            this.#options.cookiePath,
+            this.#overTls(request),
+          ),
+        },
       });
     }
     const address = this.#clientAddress(request, info);
@@ -152,17 +157,32 @@ export class Access {
     return new Response(null, {
       status: 204,
       headers: {
-        "set-cookie": auth.sessionCookie(now, this.#options.cookiePath, role),
+        "set-cookie": auth.sessionCookie(
+          now,
+          this.#options.cookiePath,
+          role,
+          this.#overTls(request),
+        ),
       },
     });
   }
 
-  /** Who is asking, for counting wrong passwords. */
+  /** Who is asking, for counting wrong passwords (an IPv6 client by its
+   * /64): behind the proxy, the address it appended last. */
   #clientAddress(request: Request, info: Deno.ServeHandlerInfo): string {
     const forwarded = this.#options.behindProxy
       ? request.headers.get("x-forwarded-for")?.split(",").at(-1)?.trim()
       : undefined;
-    return forwarded || (info.remoteAddr as Deno.NetAddr).hostname;
+    return failureKey(forwarded || (info.remoteAddr as Deno.NetAddr).hostname);
+  }
+
+  /** Whether the browser reached us over TLS: our own, or (in cloud mode
+   * only, where a proxy sets it) the one X-Forwarded-Proto names. */
+  #overTls(request: Request): boolean {
+    if (new URL(request.url).protocol === "https:") return true;
+    return this.#options.behindProxy &&
+      request.headers.get("x-forwarded-proto")?.split(",")[0].trim() ===
+        "https";
   }
 }
 

@@ -156,20 +156,26 @@ export class Auth {
       : { kind: "wrong", why: "the sign-in has expired" };
   }
 
-  /** Set-Cookie for a browser that just signed in. Secure: browsers reach
-   * a node only over TLS, its own or its proxy's (and count loopback as
-   * secure when testing). */
-  sessionCookie(nowSeconds: number, path: string, role: Role): string {
+  /** Set-Cookie for a browser that just signed in; `secure` when the
+   * browser reached the node over TLS (its own or its proxy's), as a cookie
+   * marked Secure is dropped on plain HTTP. */
+  sessionCookie(
+    nowSeconds: number,
+    path: string,
+    role: Role,
+    secure: boolean,
+  ): string {
     return this.#cookie(
       this.issueToken(nowSeconds, role),
       SESSION_SECONDS,
       path,
+      secure,
     );
   }
 
   /** Set-Cookie that signs a browser out. */
-  clearedCookie(path: string): string {
-    return this.#cookie("", 0, path);
+  clearedCookie(path: string, secure: boolean): string {
+    return this.#cookie("", 0, path, secure);
   }
 
   /** Seconds until this address may try a password again; 0: now. */
@@ -206,9 +212,35 @@ export class Auth {
       .update(`session:${expires}:${roleLetter}`).digest("base64url");
   }
 
-  #cookie(value: string, maxAge: number, path: string): string {
-    return `${this.cookieName}=${value}; Path=${path}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict; Secure`;
+  #cookie(
+    value: string,
+    maxAge: number,
+    path: string,
+    secure: boolean,
+  ): string {
+    return `${this.cookieName}=${value}; Path=${path}; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${
+      secure ? "; Secure" : ""
+    }`;
   }
+}
+
+/** What wrong passwords are counted against: the address, or for IPv6
+ * its /64, since one host commonly has a whole /64 to pick from. */
+export function failureKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1];
+  if (!address.includes(":")) return address;
+  const [head, tail = ""] = address.toLowerCase().split("::");
+  const front = head === "" ? [] : head.split(":");
+  const back = address.includes("::") && tail !== "" ? tail.split(":") : [];
+  const groups = [
+    ...front,
+    ...Array(Math.max(0, 8 - front.length - back.length)).fill("0"),
+    ...back,
+  ];
+  return `${
+    groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")
+  }::/64`;
 }
 
 /** The password in `Basic base64(user:password)` (any user) or `Bearer

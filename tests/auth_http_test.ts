@@ -146,7 +146,19 @@ Deno.test("a browser signs in for a cookie that opens pages, the API and the Web
     assert.equal(right.response.status, 204);
     const setCookie = right.response.headers.get("set-cookie")!;
     assert.match(setCookie, /; Path=\/umbrella; /);
-    assert.match(setCookie, /; HttpOnly; SameSite=Strict; Secure$/);
+    // Plain HTTP here, so not Secure (a browser would drop it); through a
+    // TLS proxy that says so, Secure.
+    assert.match(setCookie, /; HttpOnly; SameSite=Strict$/);
+    const proxied = await post(
+      server,
+      "/api/login",
+      JSON.stringify({ password: PASSWORD }),
+      { "x-forwarded-proto": "https" },
+    );
+    assert.match(
+      proxied.response.headers.get("set-cookie")!,
+      /; HttpOnly; SameSite=Strict; Secure$/,
+    );
     const cookie = cookieOf(right.response);
     for (const path of ["/sfu", "/status", "/api/status", "/api/servers"]) {
       assert.equal((await get(server, path, { cookie })).status, 200, path);

@@ -6,6 +6,7 @@ import {
   authorizationFromUrl,
   cookieValue,
   FAILURE_WINDOW_SECONDS,
+  failureKey,
   FAILURES_ALLOWED,
   passwordFromAuthorization,
   roleAllows,
@@ -166,7 +167,7 @@ Deno.test("cookies: parsed from hostile headers, set with the attributes that ke
   assert.equal(cookieValue(";;=;==; b==x", "b"), "=x");
   assert.equal(cookieValue(null, "b"), undefined);
   const auth = new Auth({ password: "pw" }, SECRET, NODE_ID);
-  const set = auth.sessionCookie(NOW, "/umbrella", "participant");
+  const set = auth.sessionCookie(NOW, "/umbrella", "participant", true);
   assert.match(
     set,
     new RegExp(
@@ -174,8 +175,13 @@ Deno.test("cookies: parsed from hostile headers, set with the attributes that ke
     ),
   );
   assert.equal(
-    auth.clearedCookie("/"),
+    auth.clearedCookie("/", true),
     `${auth.cookieName}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure`,
+  );
+  // Browsers drop a Secure cookie sent over plain HTTP.
+  assert.doesNotMatch(
+    auth.sessionCookie(NOW, "/", "participant", false),
+    /Secure/,
   );
 });
 
@@ -205,4 +211,17 @@ Deno.test("credentials in a URL become a Basic header, percent-decoded", () => {
     basic(":pw"),
   );
   assert.equal(authorizationFromUrl(new URL("wss://host/wsb")), undefined);
+});
+
+Deno.test("wrong passwords count per IPv4 address and per IPv6 /64", () => {
+  assert.equal(failureKey("192.0.2.7"), "192.0.2.7");
+  assert.equal(failureKey("::ffff:192.0.2.7"), "192.0.2.7");
+  assert.equal(failureKey("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  assert.equal(
+    failureKey("2001:DB8:1:2:bbbb:cccc:dddd:eeee"),
+    "2001:db8:1:2::/64",
+  );
+  assert.equal(failureKey("2001:db8::1"), "2001:db8:0:0::/64");
+  assert.equal(failureKey("::1"), "0:0:0:0::/64");
+  assert.equal(failureKey("fe80::1:2:3:4"), "fe80:0:0:0::/64");
 });
