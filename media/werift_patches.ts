@@ -34,6 +34,7 @@ import {
   DtlsSocket,
   GenericNack,
   type RTCDtlsTransport,
+  RtcpHeader,
   RtcpTransportLayerFeedback,
   RTCRtpReceiver,
   RTCRtpSender,
@@ -99,6 +100,7 @@ export function applyWeriftPatches(): PatchStatus {
     handleRtcpPacket.call(this, packet);
   };
 
+  patchRtcpHeaderParsing();
   patchDtlsRetransmission();
   patchUdpSends(sendQueue, native);
   applyFastRtpReceive();
@@ -106,6 +108,34 @@ export function applyWeriftPatches(): PatchStatus {
   patchSocketsBoundAfterClose();
   applyNativeX25519();
   return applied;
+}
+
+/**
+ * werift reads the three bit fields of every RTCP header by printing the
+ * byte as a binary string, splitting it into an array, padding, slicing and
+ * joining it again and parsing the result: about thirty short-lived objects
+ * per header, the largest single source of garbage in a node forwarding to
+ * dozens of subscribers (each sends receiver reports every second). The same
+ * fields, read with shifts and masks.
+ */
+function patchRtcpHeaderParsing(): void {
+  const Header = RtcpHeader as unknown as {
+    deSerialize(buf: Uint8Array): RtcpHeader;
+    new (props: Partial<RtcpHeader>): RtcpHeader;
+  };
+  Header.deSerialize = (buf) => {
+    // werift's own reader threw on a short header, which drops the packet.
+    if (buf.length < 4) {
+      throw new RangeError("RTCP header shorter than 4 bytes");
+    }
+    return new Header({
+      version: buf[0] >> 6,
+      padding: (buf[0] & 0x20) !== 0,
+      count: buf[0] & 0x1f,
+      type: buf[1],
+      length: (buf[2] << 8) | buf[3],
+    });
+  };
 }
 
 /** Only a configured STUN server is ever used: werift fills in a public
