@@ -202,7 +202,8 @@ class Leg implements RtpOutput {
 
   /** A count that grows with every packet the remote sends us. */
   #packetsHeard(): number {
-    const dtls = this.dtls;
+    // The cached transport: werift's getter builds arrays on every call.
+    const dtls = this.transport;
     if (!dtls) return 0;
     const pair = (dtls.iceTransport.connection as unknown as {
       nominated?: { requestsReceived: number; responsesReceived: number };
@@ -604,8 +605,8 @@ export class WebRtcPeer {
   }
 
   #sendSenderReports(): void {
-    const dtls = this.#send?.dtls;
-    if (!dtls || !this.#send?.ready) return;
+    const dtls = this.#send?.transport;
+    if (!dtls) return;
     const ntp = ntpTime();
     const now = performance.now();
     let batch: RtcpSrPacket[] = [];
