@@ -1,8 +1,13 @@
-// CPU profiles of an SFU process over exactly the measurement windows, taken
-// through the V8 inspector (the process runs with --inspect on 127.0.0.1):
+// CPU and allocation profiles of an SFU process over exactly the measurement
+// windows, taken through the V8 inspector (the process runs with --inspect on
+// 127.0.0.1):
 // `deno run --cpu-prof` would cover the whole life of the process, mostly
 // start-up, joins and idle time, and say little about forwarding.
-import type { CpuProfile } from "./profile.ts";
+import type { CpuProfile, SamplingHeapProfile } from "./profile.ts";
+
+/** Bytes between allocation samples: small enough to see per-packet
+ * objects of a few dozen bytes at thousands of packets a second. */
+const ALLOCATION_SAMPLING_BYTES = 512;
 
 const CALL_TIMEOUT_MS = 30_000;
 
@@ -73,6 +78,24 @@ export class InspectorSession {
   async stopProfile(): Promise<CpuProfile> {
     const result = await this.#call("Profiler.stop") as {
       profile: CpuProfile;
+    };
+    return result.profile;
+  }
+
+  /** V8's sampling heap profiler, counting what is collected too: garbage
+   * is what the allocation profile is for. */
+  async startAllocationSampling(): Promise<void> {
+    await this.#call("HeapProfiler.enable");
+    await this.#call("HeapProfiler.startSampling", {
+      samplingInterval: ALLOCATION_SAMPLING_BYTES,
+      includeObjectsCollectedByMinorGC: true,
+      includeObjectsCollectedByMajorGC: true,
+    });
+  }
+
+  async stopAllocationSampling(): Promise<SamplingHeapProfile> {
+    const result = await this.#call("HeapProfiler.stopSampling") as {
+      profile: SamplingHeapProfile;
     };
     return result.profile;
   }

@@ -4,7 +4,7 @@
 import type { Worker, WorkerPool } from "./worker_pool.ts";
 import type { Forwarded } from "./umbrella_process.ts";
 import type { InspectorSession } from "./inspector.ts";
-import type { ProfileSummary } from "./profile.ts";
+import type { AllocationSummary, ProfileSummary } from "./profile.ts";
 import {
   allProcesses,
   cpuSecondsBetween,
@@ -147,6 +147,9 @@ export interface Point {
   /** Where each SFU process's main thread spent the point's windows, when
    * profiling. */
   profile: ProfileSummary[] | null;
+  /** What each SFU process allocated over the point's windows, when
+   * profiling allocations. */
+  allocations: AllocationSummary[] | null;
   /** Payloads that arrived altered (should be none). */
   corruptStreams: number;
   notices: string[];
@@ -373,6 +376,7 @@ export async function measurePoint(
       ? trunkFigures(linkStart, linkEnd, sfuSeconds, published / workerSeconds)
       : null,
     profile: null,
+    allocations: null,
     corruptStreams: corrupt,
     notices: [...notices].slice(0, 5),
   };

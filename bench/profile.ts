@@ -1,5 +1,7 @@
-// Summarises a V8 CPU profile (bench/inspector.ts takes them) as the
-// functions with the most self time, which is where an optimisation would pay.
+// Summarises V8 profiles (bench/inspector.ts takes them): a CPU profile as
+// the functions with the most self time, which is where an optimisation would
+// pay, and an allocation profile as the places that allocate the most, which
+// is where garbage collection's work (and its pauses) comes from.
 
 export interface ProfileEntry {
   function: string;
@@ -83,4 +85,73 @@ export function summariseProfile(
     gcPercent: percent(special("(garbage collector)")),
     top,
   };
+}
+
+/** V8's sampling heap profile: a tree of call frames with the bytes sampled
+ * as allocated in each. */
+export interface SamplingHeapProfile {
+  head: SamplingHeapNode;
+}
+
+interface SamplingHeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingHeapNode[];
+}
+
+export interface AllocationEntry {
+  function: string;
+  /** url:line, shortened as in CPU profiles. */
+  location: string;
+  /** Its caller, which tells a library's many uses of one helper apart. */
+  calledFrom: string;
+  bytesPerSecond: number;
+  percent: number;
+}
+
+export interface AllocationSummary {
+  process: string;
+  bytesPerSecond: number;
+  top: AllocationEntry[];
+}
+
+/** The call sites that allocated the most over `seconds`. */
+export function summariseAllocations(
+  process: string,
+  profile: SamplingHeapProfile,
+  seconds: number,
+  count = 20,
+): AllocationSummary {
+  const bytesByKey = new Map<string, number>();
+  let total = 0;
+  const name = (frame: SamplingHeapNode["callFrame"]) =>
+    `${frame.functionName || "(anonymous)"} ${
+      shortLocation(frame.url, frame.lineNumber)
+    }`;
+  const walk = (node: SamplingHeapNode, caller: string) => {
+    const here = name(node.callFrame);
+    if (node.selfSize > 0) {
+      const key = `${here}\t${caller}`;
+      bytesByKey.set(key, (bytesByKey.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const child of node.children) walk(child, here);
+  };
+  walk(profile.head, "");
+  const perSecond = (bytes: number) => Math.round(bytes / seconds);
+  const top = [...bytesByKey]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([key, bytes]) => {
+      const [here, calledFrom] = key.split("\t");
+      const space = here.lastIndexOf(" ");
+      return {
+        function: here.slice(0, space),
+        location: here.slice(space + 1),
+        calledFrom,
+        bytesPerSecond: perSecond(bytes),
+        percent: total > 0 ? Math.round(bytes / total * 1000) / 10 : 0,
+      };
+    });
+  return { process, bytesPerSecond: perSecond(total), top };
 }

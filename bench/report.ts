@@ -471,6 +471,22 @@ export function renderText(result: BenchResult): string {
         );
       }
     }
+    const sampled = sweep.points.findLast((p) => p.allocations !== null);
+    for (const summary of sampled?.allocations ?? []) {
+      lines.push(
+        "",
+        `Allocations of ${summary.process} at ${sweep.sweep} x=${sampled!.x} (${
+          kib(summary.bytesPerSecond)
+        } KiB/s), top call sites:`,
+      );
+      for (const entry of summary.top) {
+        lines.push(
+          `  ${pad(entry.percent, 5)}%  ${
+            kib(entry.bytesPerSecond)
+          } KiB/s  ${entry.function}  ${entry.location}  (from ${entry.calledFrom})`,
+        );
+      }
+    }
   }
   return lines.join("\n") + "\n";
 }

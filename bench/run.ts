@@ -22,6 +22,11 @@ const USAGE = `Usage: deno task bench [options]
   --profile            profile each Umbrella's CPU (V8 inspector on
                        127.0.0.1) over every point's windows and list the
                        functions with the most self time at the heaviest
+                       point
+  --alloc-profile      sample what each Umbrella allocates (V8's sampling
+                       heap profiler, garbage included) over every point's
+                       windows and list the call sites that allocate the
+                       most at the heaviest point
   --subscribers=LIST   fan-out points, e.g. 1,8,32 (subscribers per publisher)
   --participants=LIST  meeting points, e.g. 2,4,6
   --burst=N            subscribers joining at once in the join burst
@@ -92,6 +97,7 @@ async function main(args: string[]): Promise<number> {
       only: { type: "string" },
       "compare-janus": { type: "boolean" },
       profile: { type: "boolean" },
+      "alloc-profile": { type: "boolean" },
       subscribers: { type: "string" },
       participants: { type: "string" },
       burst: { type: "string" },
@@ -141,6 +147,7 @@ async function main(args: string[]): Promise<number> {
     janusMediaAddress,
     janusUnavailable,
     cpuProfile: values.profile ?? false,
+    allocationProfile: values["alloc-profile"] ?? false,
     workers: values.workers
       ? Math.round(positive(values.workers, "workers"))
       : 3,

@@ -35,6 +35,7 @@ export interface BenchOptions {
   janusUnavailable?: string;
   /** Profile each Umbrella's CPU over every point's windows. */
   cpuProfile: boolean;
+  allocationProfile: boolean;
   workers: number;
   windowSeconds: number;
   /** Windows measured per point; the point reports the median one. */
@@ -241,6 +242,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       janusMediaAddress: options.janusMediaAddress,
       janusUnavailable: options.janusUnavailable,
       cpuProfile: options.cpuProfile,
+      allocationProfile: options.allocationProfile,
       workers: options.workers,
       windowSeconds: options.windowSeconds,
       windowsPerPoint: options.windowsPerPoint,
@@ -290,6 +292,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       windowsPerPoint: options.windowsPerPoint,
       settleSeconds: options.settleSeconds,
       warmupSeconds: options.warmupSeconds,
+      profiling: {
+        cpu: options.cpuProfile,
+        allocations: options.allocationProfile,
+      },
       captureSeconds,
       deadlineMs: now +
         Math.max(0, deadline - now) * BUDGET_WEIGHTS[sweep] / weights,
@@ -358,7 +364,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     );
     if (planned.includes("fanout")) {
       const umbrella = await startUmbrella({
-        inspect: options.cpuProfile,
+        inspect: options.cpuProfile || options.allocationProfile,
       });
       noteWarnings(umbrella);
       let fanout: SweepResult;
@@ -384,7 +390,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
     if (planned.includes("meeting")) {
       const umbrella = await startUmbrella({
-        inspect: options.cpuProfile,
+        inspect: options.cpuProfile || options.allocationProfile,
       });
       noteWarnings(umbrella);
       try {
@@ -510,14 +516,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     };
     const nodeA = await startUmbrella({
       name: "bench-A",
-      inspect: options.cpuProfile,
+      inspect: options.cpuProfile || options.allocationProfile,
     });
     let nodeB: UmbrellaProcess | undefined;
     try {
       try {
         nodeB = await startUmbrella({
           name: "bench-B",
-          inspect: options.cpuProfile,
+          inspect: options.cpuProfile || options.allocationProfile,
           config: { trunks: [nodeA.wsUrl] },
         });
       } catch (error) {

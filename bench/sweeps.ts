@@ -20,7 +20,7 @@ import type {
   WindowReport,
 } from "./worker_protocol.ts";
 import { cpuSeconds, rssBytes } from "./proc.ts";
-import { summariseProfile } from "./profile.ts";
+import { summariseAllocations, summariseProfile } from "./profile.ts";
 import { captureRtp } from "./capture.ts";
 import { addedLatency } from "./wire_latency.ts";
 import type { JanusProcess } from "./janus.ts";
@@ -32,6 +32,9 @@ export interface SweepSettings {
   windowSeconds: number;
   windowsPerPoint: number;
   settleSeconds: number;
+  /** What to profile in each SFU over a point's windows, through the V8
+   * inspector (the SFU must have been started with it). */
+  profiling: { cpu: boolean; allocations: boolean };
   /** Replaces settleSeconds before a sweep's first point. V8 compiles a hot
    * function to optimized code only after it has run many times, and at the
    * first point's 200 packets/s that takes seconds: measured straight after
@@ -359,23 +362,45 @@ async function measureMedian(
   load: LoadPeer[],
 ): Promise<Point> {
   const profilers = sfu.profilers ?? [];
-  await Promise.all(profilers.map((p) => p.session.startProfile()));
+  const { cpu, allocations } = settings.profiling;
+  await Promise.all(profilers.flatMap((p) => [
+    ...cpu ? [p.session.startProfile()] : [],
+    ...allocations ? [p.session.startAllocationSampling()] : [],
+  ]));
+  const started = performance.now();
   const windows: Point[] = [];
   for (let i = 0; i < settings.windowsPerPoint; i++) {
     windows.push(
       await measurePoint(x, sfu, settings.pool, load, settings.windowSeconds),
     );
   }
-  const profiles = await Promise.all(
-    profilers.map(async (p) =>
-      summariseProfile(p.label, await p.session.stopProfile())
-    ),
-  );
+  const seconds = (performance.now() - started) / 1000;
+  const profiles = cpu
+    ? await Promise.all(
+      profilers.map(async (p) =>
+        summariseProfile(p.label, await p.session.stopProfile())
+      ),
+    )
+    : [];
+  const allocationProfiles = allocations
+    ? await Promise.all(
+      profilers.map(async (p) =>
+        summariseAllocations(
+          p.label,
+          await p.session.stopAllocationSampling(),
+          seconds,
+        )
+      ),
+    )
+    : [];
   const cost = (p: Point) => p.sfuCpuMicrosPerDeliveredPacket;
   windows.sort((a, b) => cost(a) - cost(b));
   const median = windows[(windows.length - 1) >> 1];
   median.windows = windows.length;
   median.profile = profiles.length > 0 ? profiles : null;
+  median.allocations = allocationProfiles.length > 0
+    ? allocationProfiles
+    : null;
   median.sfuCpuMicrosPerDeliveredPacketRange = [
     cost(windows[0]),
     cost(windows[windows.length - 1]),
