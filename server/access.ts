@@ -30,13 +30,37 @@ export function roleNeeded(path: string): Role {
 }
 const nowSeconds = () => Date.now() / 1000;
 
+/** What the gate has done since start, for /metrics. */
+export interface AccessStats {
+  signIns: Record<Role, number>;
+  refused: {
+    wrongPassword: number;
+    tooManyAttempts: number;
+    operatorOnly: number;
+    crossSite: number;
+  };
+}
+
 export class Access {
   readonly #auth: Auth | undefined;
   readonly #options: AccessOptions;
+  readonly #stats: AccessStats = {
+    signIns: { participant: 0, operator: 0 },
+    refused: {
+      wrongPassword: 0,
+      tooManyAttempts: 0,
+      operatorOnly: 0,
+      crossSite: 0,
+    },
+  };
 
   constructor(auth: Auth | undefined, options: AccessOptions) {
     this.#auth = auth;
     this.#options = options;
+  }
+
+  stats(): AccessStats {
+    return this.#stats;
   }
 
   /** Paths open to anyone: signing in, out, and asking whether one is. */
@@ -66,9 +90,13 @@ export class Access {
     // An address that guessed wrong too often waits even with a right
     // password, or the difference would tell a guesser when it is right.
     const wait = guess ? auth.retryAfter(address, now) : 0;
-    if (wait > 0) return tooManyAttempts(wait);
+    if (wait > 0) {
+      this.#stats.refused.tooManyAttempts++;
+      return tooManyAttempts(wait);
+    }
     if (credential.kind === "password" || credential.kind === "cookie") {
       if (!roleAllows(credential.role, needed)) {
+        this.#stats.refused.operatorOnly++;
         return request.method === "GET" && isPage(path)
           ? signInFirst(path)
           : json({ error: OPERATOR_REQUIRED }, 403);
@@ -82,11 +110,13 @@ export class Access {
         (path === "/wsb" || request.method !== "GET") &&
         crossSite(origin, request.headers.get("host"))
       ) {
+        this.#stats.refused.crossSite++;
         return json({ error: `requests from ${origin} are not accepted` }, 403);
       }
       return undefined;
     }
     if (guess) {
+      this.#stats.refused.wrongPassword++;
       auth.recordFailure(address, now);
       log.warn("refused a wrong password", { address, path });
     }
@@ -139,7 +169,10 @@ export class Access {
     const address = this.#clientAddress(request, info);
     const now = nowSeconds();
     const wait = auth.retryAfter(address, now);
-    if (wait > 0) return tooManyAttempts(wait);
+    if (wait > 0) {
+      this.#stats.refused.tooManyAttempts++;
+      return tooManyAttempts(wait);
+    }
     const hint = '{"password": "..."}';
     const body = await readJsonBody(request, MAX_SIGN_IN_BYTES, hint);
     if (!body.ok) return body.response;
@@ -149,10 +182,12 @@ export class Access {
     }
     const role = auth.roleFor(password);
     if (role === undefined) {
+      this.#stats.refused.wrongPassword++;
       auth.recordFailure(address, now);
       log.warn("refused a wrong password at sign-in", { address });
       return json({ error: "wrong password" }, 401);
     }
+    this.#stats.signIns[role]++;
     log.info("a browser signed in", { address, role });
     return new Response(null, {
       status: 204,

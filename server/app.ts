@@ -377,11 +377,19 @@ export async function startNode(config: Config): Promise<RunningNode> {
       if (refused) return refused;
       if (path === "/wsb") return upgrade(request, info);
       if (path === "/metrics") {
-        return new Response(renderMetrics(router, sessions, overload.stats()), {
-          headers: {
-            "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        return new Response(
+          renderMetrics(
+            router,
+            sessions,
+            overload.stats(),
+            access.stats(),
+          ),
+          {
+            headers: {
+              "content-type": "text/plain; version=0.0.4; charset=utf-8",
+            },
           },
-        });
+        );
       }
       if (path.startsWith("/api/")) return await api(request, path);
       const asset = request.method === "GET" ? uiAsset(path) : undefined;

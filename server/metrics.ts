@@ -1,5 +1,6 @@
 // /metrics in Prometheus text format, computed from the router when scraped
 // so the forwarding path keeps no extra counters for it.
+import type { AccessStats } from "./access.ts";
 import type { OverloadStats } from "../media/overload.ts";
 import type { Router } from "../media/router.ts";
 import type { SignallingSession } from "./session.ts";
@@ -11,6 +12,7 @@ export function renderMetrics(
   router: Router,
   sessions: Iterable<SignallingSession>,
   overload: OverloadStats,
+  access: AccessStats,
 ): string {
   const totals = router.totals();
   const peersByKind = new Map<string, number>();
@@ -220,6 +222,26 @@ export function renderMetrics(
     "Participants refused because the node was overloaded.",
   );
   lines.push(`umbrella_joins_refused_total ${overload.joinsRefused}`);
+  family(
+    "umbrella_sign_ins_total",
+    "counter",
+    "Browsers that signed in, by the role their password gave.",
+  );
+  for (const [role, count] of Object.entries(access.signIns)) {
+    lines.push(`umbrella_sign_ins_total{role="${role}"} ${count}`);
+  }
+  family(
+    "umbrella_access_refused_total",
+    "counter",
+    "Requests refused: a wrong password, an address waiting after too many, a participant on the operator's paths, a cookie sent from another site.",
+  );
+  const refused = access.refused;
+  lines.push(
+    `umbrella_access_refused_total{reason="wrong_password"} ${refused.wrongPassword}`,
+    `umbrella_access_refused_total{reason="too_many_attempts"} ${refused.tooManyAttempts}`,
+    `umbrella_access_refused_total{reason="operator_only"} ${refused.operatorOnly}`,
+    `umbrella_access_refused_total{reason="cross_site"} ${refused.crossSite}`,
+  );
 
   return lines.join("\n") + "\n";
 }

@@ -428,6 +428,28 @@ Deno.test("with an operator password, participants take part and only the operat
     const owner = await signIn("op secret");
     assert.equal((await get(server, "/servers", owner)).status, 200);
     assert.equal((await get(server, "/api/servers", owner)).status, 200);
+
+    // The operator sees it all counted.
+    const metrics = await fetch(`${server.origin}/metrics`, {
+      headers: operator,
+    }).then((r) => r.text());
+    const count = (line: string) =>
+      Number(
+        new RegExp(`^${line.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m")
+          .exec(metrics)?.[1],
+      );
+    assert.equal(count('umbrella_sign_ins_total{role="participant"}'), 1);
+    assert.equal(count('umbrella_sign_ins_total{role="operator"}'), 1);
+    // The participant's password on api/servers (GET and POST), /metrics
+    // and the servers page, and its cookie on the servers page.
+    assert.equal(
+      count('umbrella_access_refused_total{reason="operator_only"}'),
+      5,
+    );
+    assert.equal(
+      count('umbrella_access_refused_total{reason="wrong_password"}'),
+      0,
+    );
   } finally {
     await server.stop();
   }
