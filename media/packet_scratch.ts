@@ -26,4 +26,10 @@ export class PacketScratch {
   from(start: number): Uint8Array {
     return this.#from[start] ??= this.bytes.subarray(start);
   }
+
+  /** This scratch when `length` bytes fit it, else one of their own (rare:
+   * payloads come from datagrams of at most an MTU). */
+  fitting(length: number): PacketScratch {
+    return length <= this.size ? this : new PacketScratch(length);
+  }
 }

@@ -66,6 +66,22 @@ async function fetchDeno(arch: Arch, dir: string): Promise<string> {
   return join(dir, "package", "deno");
 }
 
+/** Runs `deno task bundle`'s command with `output` for its dist/umbrella.js,
+ * so that a test or a package gets exactly what the task makes. */
+export async function bundleProgram(output: string): Promise<void> {
+  const config = JSON.parse(await Deno.readTextFile(join(REPO, "deno.json")));
+  const task = String(config.tasks.bundle);
+  const args = task.split(" ").slice(1).map((arg) =>
+    arg === "dist/umbrella.js" ? output : arg
+  );
+  if (!args.includes(output)) {
+    throw new Error(
+      `the bundle task no longer writes dist/umbrella.js: ${task}`,
+    );
+  }
+  await run(Deno.execPath(), args);
+}
+
 export interface PackageOptions {
   arch: Arch;
   deno?: string;
@@ -95,14 +111,7 @@ export async function buildPackage(options: PackageOptions): Promise<void> {
     await Deno.mkdir(join(stage, "etc/init.d"), { recursive: true });
     await Deno.mkdir(join(stage, "usr/bin"), { recursive: true });
 
-    const config = JSON.parse(
-      await Deno.readTextFile(join(REPO, "deno.json")),
-    );
-    const bundle = String(config.tasks.bundle).split(" ").slice(1)
-      .map((arg) =>
-        arg === "dist/umbrella.js" ? join(root, "umbrella.js") : arg
-      );
-    await run(Deno.execPath(), bundle);
+    await bundleProgram(join(root, "umbrella.js"));
 
     const deno = options.deno ??
       await fetchDeno(options.arch, await Deno.makeTempDir({ dir: work }));
@@ -114,6 +123,9 @@ export async function buildPackage(options: PackageOptions): Promise<void> {
     }
     await Deno.chmod(join(root, "lib", loader), 0o755);
 
+    const config = JSON.parse(
+      await Deno.readTextFile(join(REPO, "deno.json")),
+    );
     const permissions = String(config.tasks.start).match(/--allow-[\w-]+/g)!;
     const wrapper = (await Deno.readTextFile(join(HERE, "umbrella.sh")))
       .replace("@LOADER@", loader)

@@ -3,7 +3,7 @@
 // the gate lets everything through.
 import { isPage, uiAsset } from "../ui/assets.ts";
 import { type Auth, failureKey, type Role, roleAllows } from "./auth.ts";
-import { crossSite, json, readJsonBody } from "./http.ts";
+import { crossSite, json, notJsonLike, readJsonBody } from "./http.ts";
 import { log } from "./log.ts";
 
 export interface AccessOptions {
@@ -22,7 +22,7 @@ const OPERATOR_REQUIRED = "this needs the operator password";
 
 /** What a path needs: running the node (the servers list, metrics), or
  * taking part (everything else). */
-export function roleNeeded(path: string): Role {
+function roleNeeded(path: string): Role {
   return path === "/servers" || path === "/metrics" ||
       path === "/api/servers" || path.startsWith("/api/servers/")
     ? "operator"
@@ -89,11 +89,8 @@ export class Access {
       credential.kind === "wrong" && credential.why === "wrong password";
     // An address that guessed wrong too often waits even with a right
     // password, or the difference would tell a guesser when it is right.
-    const wait = guess ? auth.retryAfter(address, now) : 0;
-    if (wait > 0) {
-      this.#stats.refused.tooManyAttempts++;
-      return tooManyAttempts(wait);
-    }
+    const waiting = guess ? this.#waiting(auth, address, now) : undefined;
+    if (waiting) return waiting;
     if (credential.kind === "password" || credential.kind === "cookie") {
       if (!roleAllows(credential.role, needed)) {
         this.#stats.refused.operatorOnly++;
@@ -115,11 +112,7 @@ export class Access {
       }
       return undefined;
     }
-    if (guess) {
-      this.#stats.refused.wrongPassword++;
-      auth.recordFailure(address, now);
-      log.warn("refused a wrong password", { address, path });
-    }
+    if (guess) this.#wrongPassword(auth, address, now, path);
     if (request.method === "GET" && isPage(path)) return signInFirst(path);
     return json(
       {
@@ -168,23 +161,16 @@ export class Access {
     }
     const address = this.#clientAddress(request, info);
     const now = nowSeconds();
-    const wait = auth.retryAfter(address, now);
-    if (wait > 0) {
-      this.#stats.refused.tooManyAttempts++;
-      return tooManyAttempts(wait);
-    }
+    const waiting = this.#waiting(auth, address, now);
+    if (waiting) return waiting;
     const hint = '{"password": "..."}';
     const body = await readJsonBody(request, MAX_SIGN_IN_BYTES, hint);
     if (!body.ok) return body.response;
     const password = (body.value as { password?: unknown } | null)?.password;
-    if (typeof password !== "string") {
-      return json({ error: `the request body must be JSON like ${hint}` }, 400);
-    }
+    if (typeof password !== "string") return notJsonLike(hint);
     const role = auth.roleFor(password);
     if (role === undefined) {
-      this.#stats.refused.wrongPassword++;
-      auth.recordFailure(address, now);
-      log.warn("refused a wrong password at sign-in", { address });
+      this.#wrongPassword(auth, address, now, "/api/login");
       return json({ error: "wrong password" }, 401);
     }
     this.#stats.signIns[role]++;
@@ -200,6 +186,20 @@ export class Access {
         ),
       },
     });
+  }
+
+  /** 429 while the address must wait after too many wrong passwords. */
+  #waiting(auth: Auth, address: string, now: number): Response | undefined {
+    const wait = auth.retryAfter(address, now);
+    if (wait === 0) return undefined;
+    this.#stats.refused.tooManyAttempts++;
+    return tooManyAttempts(wait);
+  }
+
+  #wrongPassword(auth: Auth, address: string, now: number, path: string) {
+    this.#stats.refused.wrongPassword++;
+    auth.recordFailure(address, now);
+    log.warn("refused a wrong password", { address, path });
   }
 
   /** Who is asking, for counting wrong passwords (an IPv6 client by its

@@ -26,6 +26,11 @@ export function crossSite(origin: string | null, host: string | null): boolean {
   }
 }
 
+/** 400 for a body that is not what it should be: `hint` shows what. */
+export function notJsonLike(hint: string): Response {
+  return json({ error: `the request body must be JSON like ${hint}` }, 400);
+}
+
 export type JsonBody =
   | { ok: true; value: unknown }
   | { ok: false; response: Response };
@@ -45,13 +50,7 @@ export async function readJsonBody(
       413,
     ),
   });
-  const notJson = (): JsonBody => ({
-    ok: false,
-    response: json(
-      { error: `the request body must be JSON like ${hint}` },
-      400,
-    ),
-  });
+  const notJson = (): JsonBody => ({ ok: false, response: notJsonLike(hint) });
   if (Number(request.headers.get("content-length")) > maxBytes) {
     await request.body?.cancel();
     return tooLarge();

@@ -3,38 +3,15 @@
 // and the OpenWrt package run it with a bare Deno, no project beside it.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { bundleProgram } from "../openwrt/package.ts";
 import { startPermissions, startServer } from "./support/server.ts";
 import { expectForwarding } from "./support/werift_client.ts";
-
-const REPO = fileURLToPath(new URL("../", import.meta.url));
-
-/** Runs the bundle task's command, writing to `output`. */
-export async function bundle(output: string): Promise<void> {
-  const config = JSON.parse(await Deno.readTextFile(join(REPO, "deno.json")));
-  const task = String(config.tasks.bundle);
-  const args = task.split(" ").slice(1).map((arg) =>
-    arg === "dist/umbrella.js" ? output : arg
-  );
-  assert.ok(args.includes(output), `the bundle task writes ${task}`);
-  const result = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(
-    result.code,
-    0,
-    `deno ${args.join(" ")}: ${new TextDecoder().decode(result.stderr)}`,
-  );
-}
 
 Deno.test("the bundle alone serves the pages and forwards media", async () => {
   const dir = await Deno.makeTempDir({ prefix: "umbrella-bundle-" });
   try {
     const script = join(dir, "umbrella.js");
-    await bundle(script);
+    await bundleProgram(script);
     const permissions = await startPermissions();
     const server = await startServer({
       launch: (args) => ({

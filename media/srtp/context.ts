@@ -319,10 +319,7 @@ export class SrtpContext {
   protectRtp(packet: Uint8Array): Buffer {
     const headerLength = rtpHeaderLength(packet, packet.length);
     if (headerLength < 0) throw new SrtpError("not an RTP packet");
-    const length = packet.length + this.rtpOverhead;
-    const scratch = length <= protectScratch.size
-      ? protectScratch
-      : new PacketScratch(length);
+    const scratch = protectScratch.fitting(packet.length + this.rtpOverhead);
     scratch.bytes.set(packet.subarray(0, headerLength));
     return Buffer.from(
       this.sealRtp(scratch, headerLength, packet.subarray(headerLength)),

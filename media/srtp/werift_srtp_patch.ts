@@ -64,11 +64,9 @@ export class FastSrtpSession {
 
   /** For werift's own sends: the packet in a buffer of its own. */
   encrypt(payload: Uint8Array, header: RtpHeader): Buffer {
-    const length = rtpHeaderSize(header) + payload.length +
-      this.local.rtpOverhead;
-    const scratch = length <= encryptScratch.size
-      ? encryptScratch
-      : new PacketScratch(length);
+    const scratch = encryptScratch.fitting(
+      rtpHeaderSize(header) + payload.length + this.local.rtpOverhead,
+    );
     return Buffer.from(this.encryptInto(scratch, payload, header));
   }
 
