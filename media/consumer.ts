@@ -3,7 +3,10 @@
 // object it owns and reuses, starts video at a keyframe, answers the
 // subscriber's NACKs from the track's cache, and makes its sender reports.
 // Under overload its video pauses (see media/overload.ts) and resumes at a
-// keyframe.
+// keyframe. A subscription to a simulcast group moves between the group's
+// layers (see media/layer_selection.ts): it joins the new layer, keeps
+// forwarding the old one until the new one's keyframe, and then goes on in
+// the same stream.
 import {
   GenericNack,
   type RtcpPacket,
@@ -21,10 +24,12 @@ import {
   type VideoShedding,
   videoShedding,
 } from "./overload.ts";
+import { LayerSelector, type LayerStatus } from "./layer_selection.ts";
 import type { CachedPacket } from "./packet_cache.ts";
 import { RetransmitLimiter } from "./retransmit_limiter.ts";
 import { seqDiff } from "./seq.ts";
 import type { Track } from "./track.ts";
+import { Vp8PictureIds } from "./vp8_picture_ids.ts";
 
 /** The encrypted leg to one subscriber. */
 export interface RtpOutput {
@@ -36,11 +41,20 @@ export interface RtpOutput {
 const PLI_COUNT = 1;
 const FIR_COUNT = 4;
 
+/** A layer asked for that has given no keyframe by then is given up; a
+ * layer pulled from another node that has sent nothing by then is taken
+ * for stopped. */
+const SWITCH_TIMEOUT_MS = 4000;
+/** A layer that flowed and has been silent this long has been stopped by
+ * its source. */
+const LAYER_SILENCE_MS = 1500;
+
 /** NTP timestamp → the middle 32 bits used in LSR/DLSR (RFC 3550 6.4.1). */
 const compactNtp = (ntp: bigint) => Number((ntp >> 16n) & 0xffffffffn);
 
 export class Consumer {
-  readonly track: Track;
+  /** The track (for simulcast: the layer) it forwards now. */
+  track: Track;
   readonly subscriberId: string;
   #output: RtpOutput | undefined;
   #header = new RtpHeader();
@@ -65,6 +79,14 @@ export class Consumer {
   #paused = false;
   #nackedSinceReport = 0;
   #sentAtReport = 0;
+  #vp8: Vp8PictureIds | undefined;
+  /** Set for a subscription that may move between simulcast layers. */
+  #selector: LayerSelector | undefined;
+  #maxLayer = Infinity;
+  /** The layer it waits to move to, and since when. */
+  #target: Track | undefined;
+  #targetSinceMs = 0;
+  #startedAtMs = 0;
   onClose: (() => void) | undefined;
 
   packetsSent = 0;
@@ -90,6 +112,139 @@ export class Consumer {
     this.#shedRank = track.isVideo
       ? shedding.enter(subscriberId, shedRank(0, this.#tiebreak))
       : NEVER_SHED;
+    if (track.description.mimeType.toLowerCase() === "video/vp8") {
+      this.#vp8 = new Vp8PictureIds();
+    }
+  }
+
+  /** A subscription to the simulcast group of `track`: it starts on the
+   * best layer it may have and moves with the subscriber's reception. The
+   * track itself is used when it has no group. */
+  static adaptive(
+    track: Track,
+    subscriberId: string,
+    maxLayer = Infinity,
+    shedding: VideoShedding = videoShedding,
+  ): Consumer {
+    if (!track.layers) return new Consumer(track, subscriberId, shedding);
+    const now = performance.now();
+    const selector = new LayerSelector(now);
+    const layers = track.layers;
+    const start = selector.initial(
+      layerStatuses(layers, subscriberId, now),
+      capIndex(layers, maxLayer),
+      now,
+    );
+    const consumer = new Consumer(
+      start < 0 ? track : layers[start],
+      subscriberId,
+      shedding,
+    );
+    consumer.#selector = selector;
+    consumer.#maxLayer = maxLayer;
+    return consumer;
+  }
+
+  /** The layer this subscription is on (0 is the lowest), or -1 for a
+   * plain track. */
+  get layer(): number {
+    return this.track.layers?.indexOf(this.track) ?? -1;
+  }
+
+  /** The highest layer the subscriber wants; it is moved down at once if
+   * above, and may move up to it when its reception allows. */
+  setMaxLayer(maxLayer: number, nowMs: number): void {
+    if (!this.#selector) return;
+    this.#maxLayer = maxLayer;
+    this.adaptLayer(nowMs);
+  }
+
+  /** Runs the layer choice; called about once a second, and on every
+   * receiver report. */
+  adaptLayer(nowMs: number): void {
+    const selector = this.#selector;
+    const layers = this.track.layers;
+    if (!selector || !layers || this.#closed || this.#output === undefined) {
+      return;
+    }
+    const target = this.#target;
+    if (target !== undefined) {
+      if (nowMs - this.#targetSinceMs < SWITCH_TIMEOUT_MS) return;
+      selector.switchFailed(layers.indexOf(target), nowMs);
+      this.#abandonSwitch();
+    }
+    if (!this.#output.ready) return;
+    const current = layers.indexOf(this.track);
+    const statuses = layerStatuses(layers, this.subscriberId, nowMs);
+    if (!this.#started && !this.#paused && statuses[current] !== "stalled") {
+      // A layer it has just moved to (at a start, or with nothing shown
+      // yet) gets the time a switch gets to bring a keyframe.
+      if (nowMs - this.#startedAtMs < SWITCH_TIMEOUT_MS) return;
+      selector.switchFailed(current, nowMs);
+    }
+    const wanted = selector.choose(
+      current,
+      statuses,
+      capIndex(layers, this.#maxLayer),
+      nowMs,
+    );
+    if (wanted !== current) this.#moveTo(layers[wanted], nowMs);
+  }
+
+  #moveTo(target: Track, nowMs: number): void {
+    if (!this.#started || this.#paused) {
+      // Nothing is being shown from this layer: move at once.
+      this.#setAwaitingKeyframe(false);
+      this.track.removeConsumer(this);
+      this.track = target;
+      target.addConsumer(this);
+      this.#startedAtMs = nowMs;
+      this.restart(nowMs);
+      return;
+    }
+    this.#target = target;
+    this.#targetSinceMs = nowMs;
+    target.addJoining(this, nowMs);
+  }
+
+  #abandonSwitch(): void {
+    const target = this.#target;
+    if (target === undefined) return;
+    this.#target = undefined;
+    target.removeJoining(this);
+  }
+
+  /** The layer it was about to move to has ended. */
+  switchAbandoned(target: Track): void {
+    if (target === this.#target) this.#abandonSwitch();
+  }
+
+  /** A keyframe arrived on the layer it waits for: from this packet on it
+   * forwards that layer instead, continuing its sequence numbers, and its
+   * timestamps by the two layers' common clock where sender reports give
+   * it. */
+  switchHere(
+    target: Track,
+    sequenceNumber: number,
+    packet: CachedPacket,
+    nowMs: number,
+  ): void {
+    if (target !== this.#target) return;
+    const output = this.#output;
+    const previous = this.track;
+    this.#target = undefined;
+    target.addConsumer(this);
+    target.removeJoining(this);
+    previous.removeConsumer(this);
+    this.track = target;
+    if (output === undefined || !output.ready) {
+      this.restart(nowMs);
+      return;
+    }
+    const aligned = (this.#tsOffset +
+      previous.rtpTimestampAt(nowMs) - target.rtpTimestampAt(nowMs)) >>> 0;
+    this.#begin(sequenceNumber, packet, nowMs, aligned);
+    this.#send(output, sequenceNumber, packet, nowMs);
   }
 
   get ssrc(): number {
@@ -116,6 +271,7 @@ export class Consumer {
     // A paused stream restarts when it resumes.
     if (this.#paused) return;
     this.#started = false;
+    this.#startedAtMs = nowMs;
     if (this.track.isVideo) {
       this.#setAwaitingKeyframe(true);
       this.track.requestKeyframe(nowMs);
@@ -147,7 +303,7 @@ export class Consumer {
     }
     if (!this.#started) {
       if (this.#awaitingKeyframe && !keyframe) return;
-      this.#begin(sequenceNumber, packet.timestamp, nowMs);
+      this.#begin(sequenceNumber, packet, nowMs);
     } else if (seqDiff(sequenceNumber, this.#startSeq) < 0) {
       return; // older than this run: the subscriber never saw its frame
     }
@@ -162,20 +318,37 @@ export class Consumer {
     this.#paused = true;
     this.#started = false;
     this.#setAwaitingKeyframe(false);
+    this.#abandonSwitch();
   }
 
-  #begin(sequenceNumber: number, timestamp: number, nowMs: number): void {
+  /** Starts a run at this packet. `alignedTsOffset` is a timestamp offset
+   * that keeps the media clock (a simulcast layer switch); it is used if it
+   * moves time forward, else the time elapsed since the last packet is. */
+  #begin(
+    sequenceNumber: number,
+    packet: CachedPacket,
+    nowMs: number,
+    alignedTsOffset?: number,
+  ): void {
     this.#started = true;
     this.#setAwaitingKeyframe(false);
     this.#startSeq = sequenceNumber;
-    if (this.#hasSent) {
-      this.#seqOffset = (this.#lastSeqOut + 1 - sequenceNumber) & 0xffff;
+    if (!this.#hasSent) return;
+    const timestamp = packet.timestamp;
+    this.#seqOffset = (this.#lastSeqOut + 1 - sequenceNumber) & 0xffff;
+    if (
+      alignedTsOffset !== undefined &&
+      (((timestamp + alignedTsOffset - this.#lastTsOut) | 0) > 0)
+    ) {
+      this.#tsOffset = alignedTsOffset;
+    } else {
       const elapsed = Math.round(
         (nowMs - this.#lastOutAtMs) * this.track.description.clockRate / 1000,
       );
       this.#tsOffset = (this.#lastTsOut + Math.max(1, elapsed) - timestamp) >>>
         0;
     }
+    this.#vp8?.rebase(packet.payload);
   }
 
   #send(
@@ -189,10 +362,15 @@ export class Consumer {
     header.sequenceNumber = seqOut;
     header.timestamp = (packet.timestamp + this.#tsOffset) >>> 0;
     header.marker = packet.marker;
-    output.sendRtp(packet.payload, header);
+    const newest = !this.#hasSent || seqDiff(seqOut, this.#lastSeqOut) > 0;
+    const vp8 = this.#vp8;
+    output.sendRtp(
+      vp8 === undefined ? packet.payload : vp8.rewrite(packet.payload, newest),
+      header,
+    );
     this.packetsSent++;
     this.bytesSent += packet.payload.byteLength;
-    if (!this.#hasSent || seqDiff(seqOut, this.#lastSeqOut) > 0) {
+    if (newest) {
       this.#hasSent = true;
       this.#lastSeqOut = seqOut;
       this.#lastTsOut = header.timestamp;
@@ -209,7 +387,7 @@ export class Consumer {
           this.fractionLost = report.fractionLost / 256;
           this.packetsLost = report.packetsLost;
           this.jitter = report.jitter;
-          this.#rerank();
+          this.#rerank(nowMs);
           if (report.lsr !== 0 && report.lsr === this.#lastSrCompact) {
             // RTT = now - LSR - DLSR; measured on our own clock since the SR left.
             this.roundTripMs = Math.max(
@@ -261,13 +439,18 @@ export class Consumer {
   /** Places this subscription by its reception since the previous receiver
    * report: the loss it reports, or the share of packets it NACKed if that
    * is higher (the report counts retransmitted packets as received). */
-  #rerank(): void {
+  #rerank(nowMs: number): void {
     const sent = this.packetsSent - this.#sentAtReport;
     const nacked = sent > 0 ? this.#nackedSinceReport / sent : 0;
     this.#sentAtReport = this.packetsSent;
     this.#nackedSinceReport = 0;
+    const loss = Math.max(this.fractionLost, nacked);
+    if (this.#selector) {
+      this.#selector.onReport(loss, nowMs);
+      this.adaptLayer(nowMs);
+    }
     if (this.#shedRank === NEVER_SHED || this.#paused) return;
-    const rank = shedRank(Math.max(this.fractionLost, nacked), this.#tiebreak);
+    const rank = shedRank(loss, this.#tiebreak);
     this.#shedding.move(this.#shedRank, rank);
     this.#shedRank = rank;
   }
@@ -299,8 +482,42 @@ export class Consumer {
     if (this.#closed) return;
     this.#closed = true;
     this.#setAwaitingKeyframe(false);
+    this.#abandonSwitch();
     this.#shedding.leave(this.#shedRank);
     this.track.removeConsumer(this);
     this.onClose?.();
   }
+}
+
+/** What each layer of a group is doing, as seen by one subscriber (its own
+ * layers, e.g. a trunk's own announcements, are never candidates). */
+function layerStatuses(
+  layers: Track[],
+  subscriberId: string,
+  nowMs: number,
+): LayerStatus[] {
+  return layers.map((layer): LayerStatus => {
+    if (layer.publisherId === subscriberId || layer.closed) return "stalled";
+    if (!layer.expectsPackets) return "idle";
+    const flowedSince = layer.lastPacketAtMs >= layer.expectedSinceMs;
+    if (flowedSince) {
+      return nowMs - layer.lastPacketAtMs < LAYER_SILENCE_MS
+        ? "flowing"
+        : "stalled";
+    }
+    return nowMs - layer.expectedSinceMs < SWITCH_TIMEOUT_MS
+      ? "idle"
+      : "stalled";
+  });
+}
+
+/** The index in `layers` of the highest layer at most `maxLayer` (a layer
+ * number, as a subscriber names it: a group may lack some numbers), or 0
+ * when all are above it. */
+function capIndex(layers: Track[], maxLayer: number): number {
+  let index = 0;
+  for (let i = 1; i < layers.length; i++) {
+    if (layers[i].description.simulcast!.layer <= maxLayer) index = i;
+  }
+  return index;
 }

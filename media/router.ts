@@ -32,6 +32,8 @@ const zeroTotals = (): KindTotals => ({
 export class Router {
   readonly tracks = new Map<string, Track>();
   readonly peers = new Map<string, RouterPeer>();
+  /** Simulcast groups' layers, lowest first, by group. */
+  #groups = new Map<string, Track[]>();
   /** Counters of tracks that have ended, so totals never go backwards. */
   #retired: Record<MediaKind, KindTotals> = {
     audio: zeroTotals(),
@@ -72,6 +74,7 @@ export class Router {
       throw new Error(`track ${track.id} is already published`);
     }
     this.tracks.set(track.id, track);
+    this.#joinGroup(track);
     for (const peer of this.peers.values()) {
       if (peer.id !== track.publisherId) peer.trackAdded(track);
     }
@@ -87,10 +90,33 @@ export class Router {
     const track = this.tracks.get(trackId);
     if (!track) return;
     this.tracks.delete(trackId);
+    this.#leaveGroup(track);
     track.close();
     addTotals(this.#retired[track.description.kind], track.totals());
     for (const peer of this.peers.values()) {
       if (peer.id !== track.publisherId) peer.trackRemoved(track);
+    }
+  }
+
+  #joinGroup(track: Track): void {
+    const simulcast = track.description.simulcast;
+    if (!simulcast) return;
+    let layers = this.#groups.get(simulcast.group);
+    if (!layers) this.#groups.set(simulcast.group, layers = []);
+    let at = layers.length;
+    while (
+      at > 0 && layers[at - 1].description.simulcast!.layer > simulcast.layer
+    ) at--;
+    layers.splice(at, 0, track);
+    track.layers = layers;
+  }
+
+  #leaveGroup(track: Track): void {
+    const layers = track.layers;
+    if (!layers) return;
+    layers.splice(layers.indexOf(track), 1);
+    if (layers.length === 0) {
+      this.#groups.delete(track.description.simulcast!.group);
     }
   }
 

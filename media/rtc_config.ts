@@ -6,6 +6,7 @@ import {
   useNACK,
   usePLI,
   useSdesMid,
+  useSdesRTPStreamId,
 } from "werift";
 
 export interface IceServer {
@@ -93,9 +94,10 @@ export function peerConnectionConfig(
     ...iceAddressConfig(options.iceAddresses),
     codecs: supportedCodecs(),
     // Forwarded packets carry no header extensions (the publisher's ids mean
-    // nothing on another leg); received ones may carry the mid for demuxing.
+    // nothing on another leg); received ones may carry the mid for demuxing
+    // and, for simulcast video, the RTP stream id that names the layer.
     headerExtensions: role === "receive"
-      ? { audio: [useSdesMid()], video: [useSdesMid()] }
+      ? { audio: [useSdesMid()], video: [useSdesMid(), useSdesRTPStreamId()] }
       : { audio: [], video: [] },
   };
 }

@@ -25,6 +25,8 @@ export interface TrackDescription {
   source: "participant" | "camera";
   label: string;
   muted: boolean;
+  /** Set on each layer of a simulcast video (see Router.publish). */
+  simulcast?: { group: string; layer: number };
 }
 
 export interface TrackTotals {
@@ -55,6 +57,12 @@ export class Track {
   readonly description: TrackDescription;
   readonly isVideo: boolean;
   readonly consumers: Consumer[] = [];
+  /** Consumers on another layer of this track's simulcast group, waiting
+   * for a keyframe here to move over. */
+  readonly joining: Consumer[] = [];
+  /** The layers of this track's simulcast group, lowest first (the same
+   * array for each), kept by the router; undefined for a plain track. */
+  layers: Track[] | undefined;
   readonly cache: PacketCache | undefined;
   /** The peer the track comes from (a participant, or the trunk link its
    * route uses now); a track is never sent back to it. */
@@ -67,6 +75,10 @@ export class Track {
   #lastKeyframeRequestMs = -Infinity;
   #deferredKeyframeRequest: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #demanded = false;
+  /** Since when packets are expected: since the track exists, or for an
+   * upstream that sends on demand, since the demand began. */
+  expectedSinceMs = performance.now();
 
   /** What consumers that have left had sent. */
   #retiredOut = { packets: 0, bytes: 0, retransmitted: 0, nackMisses: 0 };
@@ -156,6 +168,13 @@ export class Track {
     for (let i = 0; i < consumers.length; i++) {
       consumers[i].forward(sequenceNumber, packet, keyframe, nowMs);
     }
+    // After the loop above, which the arrivals would otherwise join.
+    if (keyframe && this.joining.length > 0) {
+      const joining = this.joining;
+      for (let i = joining.length - 1; i >= 0; i--) {
+        joining[i].switchHere(this, sequenceNumber, packet, nowMs);
+      }
+    }
   }
 
   onSenderReport(ntpMs: number, rtpTimestamp: number, nowMs: number): void {
@@ -191,21 +210,60 @@ export class Track {
     }, wait);
   }
 
+  /** A consumer that moves here from another layer brings its counts; they
+   * are taken off in advance so that this track counts only what it sends
+   * from here on (and its totals never go backwards). */
   addConsumer(consumer: Consumer): void {
     this.consumers.push(consumer);
-    if (this.consumers.length === 1) this.#upstream.setDemand?.(true);
+    this.#retire(consumer, -1);
+    this.#updateDemand();
   }
 
   removeConsumer(consumer: Consumer): void {
     const index = this.consumers.indexOf(consumer);
     if (index < 0) return;
     this.consumers.splice(index, 1);
+    this.#retire(consumer, 1);
+    this.#updateDemand();
+  }
+
+  #retire(consumer: Consumer, sign: 1 | -1): void {
     const retired = this.#retiredOut;
-    retired.packets += consumer.packetsSent;
-    retired.bytes += consumer.bytesSent;
-    retired.retransmitted += consumer.retransmitted;
-    retired.nackMisses += consumer.nackMisses;
-    if (this.consumers.length === 0) this.#upstream.setDemand?.(false);
+    retired.packets += sign * consumer.packetsSent;
+    retired.bytes += sign * consumer.bytesSent;
+    retired.retransmitted += sign * consumer.retransmitted;
+    retired.nackMisses += sign * consumer.nackMisses;
+  }
+
+  /** A consumer of another layer waits here for a keyframe; it pulls this
+   * layer meanwhile, as a trunk sends a layer only on demand. */
+  addJoining(consumer: Consumer, nowMs: number): void {
+    this.joining.push(consumer);
+    this.keyframeWaitChanged(1);
+    this.#updateDemand();
+    this.requestKeyframe(nowMs);
+  }
+
+  removeJoining(consumer: Consumer): void {
+    const index = this.joining.indexOf(consumer);
+    if (index < 0) return;
+    this.joining.splice(index, 1);
+    this.keyframeWaitChanged(-1);
+    this.#updateDemand();
+  }
+
+  #updateDemand(): void {
+    const wanted = this.consumers.length + this.joining.length > 0;
+    if (wanted === this.#demanded) return;
+    this.#demanded = wanted;
+    if (wanted) this.expectedSinceMs = performance.now();
+    this.#upstream.setDemand?.(wanted);
+  }
+
+  /** Whether packets are expected: an upstream that sends on demand only
+   * (a trunk, a camera) sends nothing while nobody here wants the track. */
+  get expectsPackets(): boolean {
+    return this.#demanded || this.#upstream.setDemand === undefined;
   }
 
   /** Consumers count themselves in and out of waiting, so receive() parses
@@ -262,6 +320,7 @@ export class Track {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#deferredKeyframeRequest);
+    for (const consumer of [...this.joining]) consumer.switchAbandoned(this);
     for (const consumer of [...this.consumers]) consumer.close();
     this.consumers.length = 0;
   }

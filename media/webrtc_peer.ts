@@ -42,6 +42,14 @@ export interface PublishBinding {
   muted: boolean;
 }
 
+/** One simulcast layer of a received video: its RTP stream id and its
+ * place among the layers (0 the lowest, in the order the offer lists its
+ * rids). */
+export interface ReceivedLayer {
+  rid: string;
+  layer: number;
+}
+
 export interface WebRtcPeerEvents {
   offer(sdp: string, tracks: { mid: string; track: Track }[]): void;
   answer(sdp: string): void;
@@ -57,6 +65,9 @@ export interface WebRtcPeerOptions {
   events: WebRtcPeerEvents;
   /** Decides which router Track each received stream feeds. */
   inbound: InboundTracks;
+  /** Subscriptions move between simulcast layers with the remote's
+   * reception; off for a trunk, which carries each layer as asked. */
+  adaptive?: boolean;
 }
 
 /** The way back to whoever sends a received stream. */
@@ -75,6 +86,7 @@ export interface InboundTracks {
     codec: RTCRtpCodecParameters,
     kind: MediaKind,
     feed: InboundFeed,
+    layer?: ReceivedLayer,
   ): Track | undefined;
   /** The remote no longer sends the stream (or the peer is closing). */
   close(binding: PublishBinding, track: Track, feed: InboundFeed): void;
@@ -95,12 +107,13 @@ export function publishedTracks(
     binding: PublishBinding,
     codec: RTCRtpCodecParameters,
     kind: MediaKind,
+    layer?: ReceivedLayer,
   ) => TrackDescription,
 ): InboundTracks {
   return {
-    open(binding, codec, kind, feed) {
+    open(binding, codec, kind, feed, layer) {
       const track = new Track(
-        describe(binding, codec, kind),
+        describe(binding, codec, kind, layer),
         publisherId,
         feed,
       );
@@ -128,6 +141,9 @@ const WATCHDOG_INTERVAL_MS = 1000;
 const REPORTS_PER_PACKET = 30;
 
 interface Subscription {
+  /** The track subscribed to (for simulcast, the consumer may be on
+   * another layer of its group). */
+  track: Track;
   consumer: Consumer;
   transceiver: RTCRtpTransceiver;
 }
@@ -228,14 +244,17 @@ export class WebRtcPeer {
   #receive: Leg | undefined;
   #send: Leg | undefined;
   #output: RtpOutput | undefined;
+  #adaptive: boolean;
   #bindings = new Map<string, PublishBinding>();
-  /** What each received stream feeds, by transceiver mid. */
+  /** What each received stream feeds, by transceiver mid (and rid). */
   #inbound = new Map<string, InboundEntry>();
   #inboundTracks: InboundTracks;
   #retiredBytesSent = 0;
   /** Payload bytes received on the receive leg. */
   mediaBytesReceived = 0;
   #subscriptions = new Map<string, Subscription>();
+  /** Simulcast preferences, by subscribed track id. */
+  #maxLayers = new Map<string, number>();
   #negotiating = false;
   /** Track ids the outstanding offer carries. */
   #offered = new Set<string>();
@@ -251,6 +270,7 @@ export class WebRtcPeer {
     this.#network = options.network;
     this.#events = options.events;
     this.#inboundTracks = options.inbound;
+    this.#adaptive = options.adaptive ?? false;
   }
 
   /** Tracks this peer's received streams feed. */
@@ -290,9 +310,9 @@ export class WebRtcPeer {
     await leg.pc.setRemoteDescription({ type: "offer", sdp });
     const answer = await leg.pc.createAnswer();
     await leg.pc.setLocalDescription(answer);
-    for (const [mid, entry] of this.#inbound) {
-      if (!this.#bindings.has(mid)) {
-        this.#inbound.delete(mid);
+    for (const [key, entry] of this.#inbound) {
+      if (!this.#bindings.has(entry.binding.mid)) {
+        this.#inbound.delete(key);
         this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
       }
     }
@@ -307,14 +327,26 @@ export class WebRtcPeer {
   #createReceiveLeg(): Leg {
     const leg = new Leg(this.#network, "receive", () => {}, this.#fail);
     leg.pc.ontrack = ({ track, transceiver }) => {
-      this.#receiveTrack(track, transceiver);
+      // A simulcast section has a track per rid, in the offer's order.
+      const layers = transceiver.receiver.tracks.filter((t) => t.rid);
+      if (layers.length === 0) this.#receiveTrack(track, transceiver);
+      layers.forEach((layer, index) =>
+        this.#receiveTrack(layer, transceiver, {
+          rid: layer.rid!,
+          layer: index,
+        })
+      );
     };
     return leg;
   }
 
   /** A received stream is bound to a router Track at its first packet,
    * when its codec is known from the payload type actually sent. */
-  #receiveTrack(remote: MediaStreamTrack, transceiver: RTCRtpTransceiver) {
+  #receiveTrack(
+    remote: MediaStreamTrack,
+    transceiver: RTCRtpTransceiver,
+    layer?: ReceivedLayer,
+  ) {
     let entry: InboundEntry | undefined;
     // Packets of any other codec are not forwarded under this track's name.
     let payloadType = -1;
@@ -341,7 +373,12 @@ export class WebRtcPeer {
     remote.onReceiveRtp.subscribe((rtp) => {
       const header = rtp.header;
       if (entry === undefined) {
-        entry = this.#openInbound(transceiver, header.payloadType, header.ssrc);
+        entry = this.#openInbound(
+          transceiver,
+          header.payloadType,
+          header.ssrc,
+          layer,
+        );
         if (entry === undefined) return;
         payloadType = header.payloadType;
       }
@@ -381,11 +418,13 @@ export class WebRtcPeer {
     transceiver: RTCRtpTransceiver,
     payloadType: number,
     ssrc: number,
+    layer: ReceivedLayer | undefined,
   ): InboundEntry | undefined {
     const mid = transceiver.mid ?? "";
+    const key = layer ? `${mid} ${layer.rid}` : mid;
     const binding = this.#bindings.get(mid);
     const codec = transceiver.codecs.find((c) => c.payloadType === payloadType);
-    if (!binding || !codec || this.#inbound.has(mid)) return undefined;
+    if (!binding || !codec || this.#inbound.has(key)) return undefined;
     const kind = transceiver.kind === "audio" ? "audio" : "video";
     const receiver = transceiver.receiver;
     const feed: InboundFeed = {
@@ -402,24 +441,25 @@ export class WebRtcPeer {
         receiver.dtlsTransport?.sendRtcp([nack]).catch(() => {});
       },
     };
-    const track = this.#inboundTracks.open(binding, codec, kind, feed);
+    const track = this.#inboundTracks.open(binding, codec, kind, feed, layer);
     if (!track) return undefined;
     const entry = { track, feed, binding };
-    this.#inbound.set(mid, entry);
+    this.#inbound.set(key, entry);
     return entry;
   }
 
   /** The remote (un)muted a track it publishes, by its own id. */
   setMuted(localId: string, muted: boolean): boolean {
+    let found = false;
     for (const { track, binding } of this.#inbound.values()) {
       if (binding.localId !== localId) continue;
+      found = true; // each layer of a simulcast video
       if (track.description.muted !== muted) {
         track.description.muted = muted;
         this.#router.updated(track);
       }
-      return true;
     }
-    return false;
+    return found;
   }
 
   // ---- subscribing: our send PeerConnection ----
@@ -468,10 +508,12 @@ export class WebRtcPeer {
         direction: "sendonly",
       });
       transceiver.setCodecPreferences([codecFor(track.description)]);
-      const consumer = new Consumer(track, this.id);
+      const consumer = this.#adaptive
+        ? Consumer.adaptive(track, this.id, this.#maxLayers.get(trackId))
+        : new Consumer(track, this.id);
       consumer.onClose = () => this.#subscriptionEnded(trackId);
-      track.addConsumer(consumer);
-      this.#subscriptions.set(trackId, { consumer, transceiver });
+      consumer.track.addConsumer(consumer);
+      this.#subscriptions.set(trackId, { track, consumer, transceiver });
       changed = true;
     }
     this.#wanted.clear();
@@ -486,6 +528,19 @@ export class WebRtcPeer {
     }
   }
 
+  /** The highest simulcast layer wanted of a subscribed group (kept for
+   * a subscription still being set up). */
+  setMaxLayer(trackId: string, maxLayer: number): void {
+    if (!this.#subscriptions.has(trackId) && !this.#wanted.has(trackId)) {
+      return;
+    }
+    this.#maxLayers.set(trackId, maxLayer);
+    this.#subscriptions.get(trackId)?.consumer.setMaxLayer(
+      maxLayer,
+      performance.now(),
+    );
+  }
+
   requestKeyframe(trackId: string): void {
     this.#subscriptions.get(trackId)?.consumer.track.requestKeyframe(
       performance.now(),
@@ -496,6 +551,7 @@ export class WebRtcPeer {
     const subscription = this.#subscriptions.get(trackId);
     if (!subscription) return;
     this.#subscriptions.delete(trackId);
+    this.#maxLayers.delete(trackId);
     this.#retiredBytesSent += subscription.consumer.bytesSent;
     this.#stopping.push(subscription.transceiver);
     this.#applyChanges();
@@ -514,7 +570,7 @@ export class WebRtcPeer {
         }
       },
       this.#fail,
-      () => this.#sendSenderReports(),
+      () => this.#tick(),
     );
     // A data channel's m-section is never rejected, so as the first one it
     // stays the BUNDLE tag. Without it, stopping the first media section
@@ -536,9 +592,9 @@ export class WebRtcPeer {
       await leg.pc.setLocalDescription(offer);
       const tracks: { mid: string; track: Track }[] = [];
       this.#offered.clear();
-      for (const [trackId, { consumer, transceiver }] of this.#subscriptions) {
+      for (const [trackId, { track, transceiver }] of this.#subscriptions) {
         if (transceiver.mid !== null) {
-          tracks.push({ mid: transceiver.mid, track: consumer.track });
+          tracks.push({ mid: transceiver.mid, track });
           this.#offered.add(trackId);
         }
       }
@@ -604,11 +660,16 @@ export class WebRtcPeer {
     this.#applyChanges();
   }
 
-  #sendSenderReports(): void {
+  #tick(): void {
     const dtls = this.#send?.transport;
     if (!dtls) return;
     const ntp = ntpTime();
     const now = performance.now();
+    if (this.#adaptive) {
+      for (const { consumer } of this.#subscriptions.values()) {
+        consumer.adaptLayer(now);
+      }
+    }
     let batch: RtcpSrPacket[] = [];
     for (const { consumer } of this.#subscriptions.values()) {
       const report = consumer.senderReport(ntp, now);

@@ -61,6 +61,17 @@ export interface TrackInfo {
   source?: TrackSource;
   label?: string;
   muted?: boolean;
+  simulcast?: Simulcast;
+}
+
+export interface Simulcast {
+  group?: string;
+  layer?: number;
+}
+
+export interface LayerPreference {
+  trackId?: string;
+  maxLayer?: number;
 }
 
 export interface TrackBinding {
@@ -126,6 +137,7 @@ export interface Envelope {
   ping?: Ping;
   pong?: Ping;
   bye?: Bye;
+  layerPreference?: LayerPreference;
 }
 
 export type EnvelopeKind = keyof Envelope;

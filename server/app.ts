@@ -246,6 +246,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         source: d.source,
         label: d.label,
         muted: d.muted,
+        simulcastLayer: d.simulcast?.layer,
         bitrateBps: track.bitrateBps(performance.now()),
         packetsReceived: track.packetsReceived,
         packetsLost: track.packetsLost,

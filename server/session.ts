@@ -366,6 +366,12 @@ export class SignallingSession implements RouterPeer {
       for (const trackId of requireIds(message.withdraw.trackIds)) {
         this.#context.trunks.withdrawn(this.id, trackId);
       }
+    } else if (message.layerPreference) {
+      const { trackId, maxLayer } = message.layerPreference;
+      peer.setMaxLayer(
+        requireText(trackId, "layer preference track id"),
+        maxLayer ?? 0,
+      );
     } else if (message.keyframeRequest?.trackId) {
       peer.requestKeyframe(message.keyframeRequest.trackId);
     } else if (message.ping) {
@@ -465,14 +471,17 @@ export class SignallingSession implements RouterPeer {
       inbound = publishedTracks(
         context.router,
         this.id,
-        (binding, codec, kind): TrackDescription => {
+        (binding, codec, kind, layer): TrackDescription => {
           this.#log.debug("publishing a track", {
             name: this.name,
             kind,
             codec: codec.mimeType,
+            layer: layer?.rid,
           });
+          const id = `${this.id}:${binding.localId}`;
           return {
-            id: `${this.id}:${binding.localId}`,
+            // Each layer is a track of its own (see proto Simulcast).
+            id: layer ? `${id}/${layer.rid}` : id,
             kind,
             mimeType: codec.mimeType,
             fmtp: codec.parameters ?? "",
@@ -486,6 +495,7 @@ export class SignallingSession implements RouterPeer {
             source: "participant",
             label: binding.label,
             muted: binding.muted,
+            simulcast: layer && { group: id, layer: layer.layer },
           };
         },
       );
@@ -495,6 +505,7 @@ export class SignallingSession implements RouterPeer {
       router: context.router,
       network: context.network,
       inbound,
+      adaptive: this.kind !== "node",
       events: {
         offer: (sdp, tracks) =>
           this.#send({
@@ -611,8 +622,12 @@ export function toTrackInfo(track: Track): TrackInfo {
       : TrackSource.Participant,
     label: d.label,
     muted: d.muted,
+    simulcast: d.simulcast,
   };
 }
+
+/** Browsers send at most three layers; a few more leave room. */
+const MAX_SIMULCAST_LAYER = 7;
 
 const SUPPORTED_MIME = /^(audio\/(opus|pcmu|pcma)|video\/(vp8|h264))$/i;
 
@@ -650,6 +665,12 @@ export function fromTrackInfo(info: TrackInfo): TrackDescription {
     source: info.source === TrackSource.Camera ? "camera" : "participant",
     label: text(info.label),
     muted: info.muted ?? false,
+    simulcast: info.simulcast?.group
+      ? {
+        group: requireText(info.simulcast.group, "simulcast group"),
+        layer: Math.min(info.simulcast.layer ?? 0, MAX_SIMULCAST_LAYER),
+      }
+      : undefined,
   };
 }
 

@@ -8,6 +8,8 @@ import {
   type RTCRtpTransceiver,
   RtpHeader,
   RtpPacket,
+  useSdesMid,
+  useSdesRTPStreamId,
 } from "werift";
 import { decodeEnvelope, encodeEnvelope } from "../../proto/codec.ts";
 import {
@@ -56,6 +58,8 @@ export interface ReceivedTrack {
   /** Every payload so far carried exactly the bytes its publisher made. */
   intact: boolean;
   tags: Set<number>;
+  /** The tag of the latest payload. */
+  lastTag: number;
   sequenceGaps: number;
   lastSequence: number;
   firstPacketAtMs: number;
@@ -73,18 +77,24 @@ export interface PublishOptions {
   videoPayloadBytes?: number;
   videoFps?: number;
   keyframeIntervalFrames?: number;
+  /** Sends the video as this many simulcast layers (rids l0, l1...), each
+   * an SSRC of its own; layer L's payloads are tagged tag + 1 + 1000·L. */
+  simulcastLayers?: number;
 }
+
+/** The tag of a simulcast layer's payloads (see PublishOptions). */
+export const layerTag = (tag: number, layer: number) => tag + 1 + 1000 * layer;
 
 /** Polls `condition` every 50 ms; the error names what was awaited and,
  * when `lastSeen` is given, what there was instead. */
 export async function waitFor(
   what: string,
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   timeoutMs = 15_000,
   lastSeen?: () => string,
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) {
       const seen = lastSeen ? `; last seen:\n${lastSeen()}` : "";
       throw new Error(
@@ -103,6 +113,14 @@ interface Sender {
   counter: number;
   tag: number;
   keyframeWanted: boolean;
+  /** Simulcast layers, sent past werift's sender (which sends one stream). */
+  layers?: SimulcastLayer[];
+}
+
+interface SimulcastLayer {
+  rid: string;
+  header: RtpHeader;
+  stopped: boolean;
 }
 
 export class WeriftClient {
@@ -278,6 +296,7 @@ export class WeriftClient {
           bytes: 0,
           intact: true,
           tags: new Set(),
+          lastTag: -1,
           sequenceGaps: 0,
           lastSequence: -1,
           firstPacketAtMs: performance.now(),
@@ -317,6 +336,7 @@ export class WeriftClient {
       }
       if (!body.intact) received.intact = false;
       received.tags.add(body.tag);
+      received.lastTag = body.tag;
       if (this.recordLatency) {
         received.latenciesMs.push(Date.now() - body.sentAtMs);
       }
@@ -325,7 +345,20 @@ export class WeriftClient {
 
   /** Publishes synthetic audio and/or video and starts sending it. */
   async publish(options: PublishOptions): Promise<void> {
-    const pc = this.#sendPc ??= new RTCPeerConnection(this.#config("send"));
+    const config = this.#config("send");
+    if (options.simulcastLayers) {
+      // As browsers do: the mid and each layer's RTP stream id go in a
+      // header extension.
+      config.headerExtensions = {
+        audio: [useSdesMid()],
+        video: [useSdesMid(), useSdesRTPStreamId()],
+      };
+    }
+    const pc = this.#sendPc ??= new RTCPeerConnection(config);
+    const rids = Array.from(
+      { length: options.simulcastLayers ?? 0 },
+      (_, layer) => `l${layer}`,
+    );
     const codecs = supportedCodecs();
     const add = (
       kind: "audio" | "video",
@@ -333,7 +366,13 @@ export class WeriftClient {
       tag: number,
     ) => {
       const track = new MediaStreamTrack({ kind });
-      const transceiver = pc.addTransceiver(track, { direction: "sendonly" });
+      const simulcast = kind === "video" && rids.length > 0;
+      const transceiver = pc.addTransceiver(track, {
+        direction: "sendonly",
+        simulcast: simulcast
+          ? rids.map((rid) => ({ rid, direction: "send" as const }))
+          : undefined,
+      });
       const wanted = codec === "opus"
         ? "audio/opus"
         : codec === "vp8"
@@ -357,6 +396,17 @@ export class WeriftClient {
         counter: 0,
         tag,
         keyframeWanted: true,
+        layers: simulcast
+          ? rids.map((rid) => ({
+            rid,
+            header: new RtpHeader({
+              ssrc: Math.floor(Math.random() * 2 ** 32),
+              sequenceNumber: Math.floor(Math.random() * 65536),
+              timestamp: Math.floor(Math.random() * 2 ** 32),
+            }),
+            stopped: false,
+          }))
+          : undefined,
       };
       transceiver.sender.onPictureLossIndication.subscribe(() => {
         sender.keyframeWanted = true;
@@ -405,6 +455,10 @@ export class WeriftClient {
             this.#write(sender, nal, false);
           }
         }
+        if (sender.layers) {
+          this.#writeLayers(sender, size, keyframe, clockStep);
+          return;
+        }
         const payload = makePayload(
           sender.codec,
           size,
@@ -430,6 +484,58 @@ export class WeriftClient {
       payloadType: 0,
     });
     sender.track.writeRtp(new RtpPacket(rtpHeader, Buffer.from(payload)));
+  }
+
+  /** One frame on each simulcast layer still sending. */
+  #writeLayers(
+    sender: Sender,
+    size: number,
+    keyframe: boolean,
+    clockStep: number,
+  ): void {
+    const transceiver = sender.transceiver;
+    const dtls = transceiver.sender.dtlsTransport;
+    const payloadType = transceiver.sender.codec?.payloadType;
+    const ids = new Map(
+      transceiver.headerExtensions.map((e) => [e.uri, e.id]),
+    );
+    const midId = ids.get(useSdesMid().uri);
+    const ridId = ids.get(useSdesRTPStreamId().uri);
+    if (!dtls || payloadType === undefined || !ridId || !midId) return;
+    const counter = sender.counter++;
+    sender.layers!.forEach((layer, index) => {
+      const header = layer.header;
+      header.sequenceNumber = (header.sequenceNumber + 1) & 0xffff;
+      header.timestamp = (header.timestamp + clockStep) >>> 0;
+      if (layer.stopped) return;
+      header.payloadType = payloadType;
+      header.marker = true;
+      header.extensions = [
+        { id: midId, payload: Buffer.from(transceiver.mid ?? "") },
+        { id: ridId, payload: Buffer.from(layer.rid) },
+      ];
+      const payload = makePayload(
+        sender.codec,
+        size,
+        keyframe,
+        layerTag(sender.tag - 1, index),
+        counter,
+        Date.now(),
+      );
+      dtls.sendRtp(Buffer.from(payload), header).catch(() => {});
+    });
+  }
+
+  /** Stops or restarts one simulcast layer of the published video, as a
+   * browser does when its uplink cannot carry it. */
+  setLayerSending(layer: number, sending: boolean): void {
+    for (const sender of this.#senders) {
+      const entry = sender.layers?.[layer];
+      if (entry) {
+        entry.stopped = !sending;
+        if (sending) sender.keyframeWanted = true;
+      }
+    }
   }
 
   /** Payloads sent so far, by tag. */
