@@ -64,8 +64,12 @@ export function openCameraAndMicrophone(
   // A plain deviceId is a preference, not a requirement, so a remembered
   // device that has gone away falls back to another instead of failing.
   return navigator.mediaDevices.getUserMedia({
-    video: (!listed || devices.cameras.length > 0) &&
-      { deviceId: cameraId || undefined },
+    // 720p where the camera has it, so that simulcast has three layers.
+    video: (!listed || devices.cameras.length > 0) && {
+      deviceId: cameraId || undefined,
+      width: { ideal: 1280 },
+      height: { ideal: 720 },
+    },
     audio: (!listed || devices.microphones.length > 0) &&
       { deviceId: microphoneId || undefined },
   });

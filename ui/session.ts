@@ -102,6 +102,10 @@ export class CallSession {
   /** Tracks of others the server announced, by id. */
   #announced = new Map<string, TrackInfo>();
   #subscribed = new Set<string>();
+  /** Simulcast groups subscribed to, each through one of its layers. */
+  #subscribedGroups = new Set<string>();
+  /** The layer preference last sent, by subscribed track id. */
+  #maxLayers = new Map<string, number>();
   #received = new Map<string, ReceivedTrack>();
   #trackProblems = new Map<string, string>();
   #published = false;
@@ -157,11 +161,25 @@ export class CallSession {
   participants(): Participant<MediaStreamTrack>[] {
     const media = new Map<string, MediaStreamTrack>();
     for (const [id, received] of this.#received) media.set(id, received.track);
+    // A simulcast video is shown once, as the layer subscribed to.
+    const shown = [...this.#announced.values()].filter((track) =>
+      !track.simulcast || this.#subscribed.has(track.id!)
+    );
     return groupParticipants(
-      this.#announced.values(),
+      shown,
       media,
       this.#trackProblems,
     );
+  }
+
+  /** A subscribed video is shown `heightPx` device pixels high: a
+   * simulcast one is then sent no layer much larger than that. */
+  showVideoAt(trackId: string, heightPx: number): void {
+    if (!this.#announced.get(trackId)?.simulcast) return;
+    const maxLayer = layerForHeight(heightPx);
+    if (this.#maxLayers.get(trackId) === maxLayer) return;
+    this.#maxLayers.set(trackId, maxLayer);
+    this.#send({ layerPreference: { trackId, maxLayer } });
   }
 
   view(): SessionView {
@@ -334,7 +352,10 @@ export class CallSession {
     const media = this.#options.media!;
     const pc = this.pcSend = this.#peerConnection(Leg.Send);
     for (const track of media.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly" });
+      pc.addTransceiver(track, {
+        direction: "sendonly",
+        sendEncodings: track.kind === "video" ? SIMULCAST_LAYERS : undefined,
+      });
     }
     await pc.setLocalDescription(await pc.createOffer());
     // Each transceiver's mid exists only once the local description is set.
@@ -355,8 +376,12 @@ export class CallSession {
     for (const track of tracks) {
       if (!track.id || isOwnTrack(track, this.peerId!)) continue;
       this.#announced.set(track.id, track);
+      // Any one layer of a simulcast video subscribes to all of it.
+      const group = track.simulcast?.group;
+      if (group && this.#subscribedGroups.has(group)) continue;
       if (!this.#subscribed.has(track.id)) {
         this.#subscribed.add(track.id);
+        if (group) this.#subscribedGroups.add(group);
         fresh.push(track.id);
       }
     }
@@ -365,8 +390,13 @@ export class CallSession {
 
   #onWithdraw(trackIds: string[]): void {
     for (const id of trackIds) {
+      const group = this.#announced.get(id)?.simulcast?.group;
+      if (group && this.#subscribed.has(id)) {
+        this.#subscribedGroups.delete(group);
+      }
       this.#announced.delete(id);
       this.#subscribed.delete(id);
+      this.#maxLayers.delete(id);
       this.#received.delete(id);
       this.#trackProblems.delete(id);
     }
@@ -530,6 +560,8 @@ export class CallSession {
     this.#published = false;
     this.#announced.clear();
     this.#subscribed.clear();
+    this.#subscribedGroups.clear();
+    this.#maxLayers.clear();
     this.#received.clear();
     this.#trackProblems.clear();
   }
@@ -543,6 +575,25 @@ export class CallSession {
   #changed(): void {
     this.#options.onChange();
   }
+}
+
+/** Simulcast, lowest layer first as the server expects: a quarter, half
+ * and the whole of the camera's resolution. Browsers leave out layers a
+ * small camera picture cannot fill and stop the top ones while their
+ * uplink cannot carry them; the server follows. */
+const SIMULCAST_LAYERS: RTCRtpEncodingParameters[] = [
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+/** The highest layer worth sending to a video shown `heightPx` device
+ * pixels high, for a 720p camera's layers (180, 360, 720 lines): the
+ * smallest that is not much smaller than the picture. */
+export function layerForHeight(heightPx: number): number {
+  if (heightPx <= 240) return 0;
+  if (heightPx <= 480) return 1;
+  return SIMULCAST_LAYERS.length - 1;
 }
 
 function localTrackInfo(track: MediaStreamTrack): TrackInfo {

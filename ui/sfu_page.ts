@@ -256,6 +256,8 @@ function CallScreen(
               key=${participant.id}
               participant=${participant}
               ownSite=${session.site}
+              onVideoHeight=${(trackId: string, heightPx: number) =>
+                session.showVideoAt(trackId, heightPx)}
             />
           `
         )}
@@ -324,9 +326,11 @@ function LocalTile(
 }
 
 function RemoteTile(
-  { participant, ownSite }: {
+  { participant, ownSite, onVideoHeight }: {
     participant: Participant<MediaStreamTrack>;
     ownSite: string;
+    /** How high (in device pixels) the tile shows the video track. */
+    onVideoHeight: (trackId: string, heightPx: number) => void;
   },
 ) {
   const videoRef = useRef<HTMLVideoElement>(null);
@@ -350,6 +354,21 @@ function RemoteTile(
     setHasFrames(false);
     if (participant.media.length > 0) playWithSound(video, setSoundBlocked);
   }, [mediaKey]);
+
+  // The server picks the simulcast layer that fits the tile.
+  const videoTrackId = videoInfo?.id;
+  useEffect(() => {
+    if (!videoTrackId) return;
+    const video = videoRef.current!;
+    const observer = new ResizeObserver(() =>
+      onVideoHeight(
+        videoTrackId,
+        Math.round(video.clientHeight * globalThis.devicePixelRatio),
+      )
+    );
+    observer.observe(video);
+    return () => observer.disconnect();
+  }, [videoTrackId]);
 
   // A remote track is muted while no packets arrive for it.
   useEffect(() => {
