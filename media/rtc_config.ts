@@ -5,6 +5,7 @@ import {
   RTCRtpCodecParameters,
   useNACK,
   usePLI,
+  useREMB,
   useSdesMid,
   useSdesRTPStreamId,
 } from "werift";
@@ -26,7 +27,9 @@ export interface MediaNetworkOptions {
   iceServers: IceServer[];
 }
 
-const videoFeedback = () => [useNACK(), usePLI()];
+// goog-remb: Umbrella tells publishers how much they may send (see
+// media/webrtc_peer.ts, PUBLISH_BITRATE_BPS).
+const videoFeedback = () => [useNACK(), usePLI(), useREMB()];
 
 // Payload types follow Chromium's numbering so forwarded RTP rarely needs a
 // different payload type on each leg (it is rewritten per subscriber anyway).

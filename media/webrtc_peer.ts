@@ -7,9 +7,11 @@ import {
   GenericNack,
   type MediaStreamTrack,
   ntpTime,
+  ReceiverEstimatedMaxBitrate,
   type RTCDtlsTransport,
   RTCPeerConnection,
   type RtcpPacket,
+  RtcpPayloadSpecificFeedback,
   RtcpSrPacket,
   RtcpTransportLayerFeedback,
   RTCRtpCodecParameters,
@@ -96,6 +98,7 @@ interface InboundEntry {
   track: Track;
   feed: InboundFeed;
   binding: PublishBinding;
+  ssrc: number;
 }
 
 /** Received streams as new tracks published by this peer: what browsers and
@@ -124,6 +127,36 @@ export function publishedTracks(
       router.unpublish(track.id);
     },
   };
+}
+
+/** What a publisher is told it may send (REMB) over all its streams: the
+ * Call page's three simulcast layers and its audio, with room to spare.
+ * Browsers take a REMB in their first two seconds as their starting
+ * estimate, so their top layer starts at once instead of after the half
+ * minute their own ramp-up takes with no congestion feedback; after that
+ * it caps their estimate, which their loss-based control keeps below
+ * what the link carries. */
+export const PUBLISH_BITRATE_BPS = 3_000_000;
+
+/** A REMB for `bitrateBps` (18-bit mantissa, 6-bit exponent). */
+export function rembPacket(
+  bitrateBps: number,
+  ssrcs: number[],
+): ReceiverEstimatedMaxBitrate {
+  let mantissa = Math.floor(bitrateBps);
+  let exponent = 0;
+  while (mantissa > 0x3ffff) {
+    mantissa = Math.floor(mantissa / 2);
+    exponent++;
+  }
+  return new ReceiverEstimatedMaxBitrate({
+    senderSsrc: 0,
+    mediaSsrc: 0,
+    brExp: exponent,
+    brMantissa: mantissa,
+    ssrcNum: ssrcs.length,
+    ssrcFeedbacks: ssrcs,
+  });
 }
 
 /** Nothing at all from the remote (media, RTCP, ICE consent checks or
@@ -325,7 +358,13 @@ export class WebRtcPeer {
   }
 
   #createReceiveLeg(): Leg {
-    const leg = new Leg(this.#network, "receive", () => {}, this.#fail);
+    const leg = new Leg(
+      this.#network,
+      "receive",
+      () => {},
+      this.#fail,
+      () => this.#sendBitrateCap(),
+    );
     leg.pc.ontrack = ({ track, transceiver }) => {
       // A simulcast section has a track per rid, in the offer's order.
       const layers = transceiver.receiver.tracks.filter((t) => t.rid);
@@ -443,9 +482,27 @@ export class WebRtcPeer {
     };
     const track = this.#inboundTracks.open(binding, codec, kind, feed, layer);
     if (!track) return undefined;
-    const entry = { track, feed, binding };
+    const entry = { track, feed, binding, ssrc };
     this.#inbound.set(key, entry);
+    if (kind === "video") this.#sendBitrateCap();
     return entry;
+  }
+
+  /** Tells the remote how much it may send (REMB), naming its video
+   * streams; sent once a second and as soon as a video stream opens. */
+  #sendBitrateCap(): void {
+    const dtls = this.#receive?.transport;
+    if (!dtls) return;
+    const ssrcs: number[] = [];
+    for (const entry of this.#inbound.values()) {
+      if (entry.track.isVideo) ssrcs.push(entry.ssrc);
+    }
+    if (ssrcs.length === 0) return;
+    dtls.sendRtcp([
+      new RtcpPayloadSpecificFeedback({
+        feedback: rembPacket(PUBLISH_BITRATE_BPS, ssrcs),
+      }),
+    ]).catch(() => {});
   }
 
   /** The remote (un)muted a track it publishes, by its own id. */

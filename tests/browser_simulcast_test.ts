@@ -1,8 +1,8 @@
 // Simulcast with real browsers: Chromium publishes its (fake) 720p camera
-// as layers from the Call page, and each Chromium watching gets the layer
-// that fits the tile it shows the video in, switching as the tile grows
-// and shrinks, its decoder going on across every switch.
-import assert from "node:assert/strict";
+// as three layers from the Call page, all flowing within seconds (the node
+// tells it the bitrate it may use), and each Chromium watching gets the
+// layer that fits the tile it shows the video in, switching as the tile
+// grows and shrinks, its decoder going on across every switch.
 import {
   type CallParticipant,
   eventually,
@@ -34,6 +34,27 @@ async function layersAt(node: ServerProcess): Promise<LayerStatus[]> {
       subscribers: t.subscribers,
     }))
     .sort((a: LayerStatus, b: LayerStatus) => a.layer - b.layer);
+}
+
+/** Waits for the node's subscribers to each layer of the one simulcast
+ * video to be `expected`, lowest layer first. */
+async function expectLayers(
+  node: ServerProcess,
+  what: string,
+  expected: number[],
+): Promise<void> {
+  let layers: LayerStatus[] = [];
+  await eventually(
+    what,
+    async () => {
+      layers = await layersAt(node);
+      return layers.map((l) => l.subscribers).join() === expected.join()
+        ? true
+        : undefined;
+    },
+    30_000,
+    () => Promise.resolve(JSON.stringify(layers)),
+  );
 }
 
 /** The width of the video `viewer` shows of its one remote tile, once it
@@ -77,10 +98,10 @@ Deno.test("Chromium publishes simulcast; each viewer gets the layer its tile fit
       await scene.join("Alice", "publish");
       let layers: LayerStatus[] = [];
       await eventually(
-        "the server to receive at least two layers of Alice's video",
+        "the server to receive three layers of Alice's video",
         async () => {
           layers = await layersAt(scene.server);
-          return layers.filter((l) => l.packetsReceived > 0).length >= 2
+          return layers.filter((l) => l.packetsReceived > 0).length === 3
             ? true
             : undefined;
         },
@@ -89,36 +110,39 @@ Deno.test("Chromium publishes simulcast; each viewer gets the layer its tile fit
       );
       const bob = await scene.join("Bob", "watch");
       const carol = await scene.join("Carol", "watch");
+      // 720p shows best in a tile over 480 pixels high, 180p in one of
+      // at most 240.
+      await bob.page.setViewportSize({ width: 1600, height: 1000 });
       await carol.page.setViewportSize({ width: 240, height: 200 });
-      const large = await expectWidth(
-        bob,
-        "Bob's large tile to show the top layer",
-        (width) => width >= 640,
+      await expectLayers(
+        scene.server,
+        "Bob on the top layer, Carol on the lowest",
+        [1, 0, 1],
       );
       const small = await expectWidth(
         carol,
-        "Carol's small tile to show a lower layer",
-        (width) => width > 0 && width <= large / 2,
-      );
-      // Carol's tile grows, Bob's shrinks: they trade layers.
-      await carol.page.setViewportSize({ width: 960, height: 640 });
-      await bob.page.setViewportSize({ width: 240, height: 200 });
-      await expectWidth(
-        carol,
-        "Carol's tile, now large, to step up",
-        (width) => width > small,
+        "Carol's small tile",
+        (w) => w > 0,
       );
       await expectWidth(
         bob,
-        "Bob's tile, now small, to step down",
-        (width) => width > 0 && width < large,
+        "Bob's large tile to be four times as wide",
+        (width) => width === small * 4,
       );
-      layers = await layersAt(scene.server);
-      assert.equal(
-        layers.reduce((sum, l) => sum + l.subscribers, 0),
-        2,
-        `each viewer takes one layer: ${JSON.stringify(layers)}`,
+      // Carol's tile grows to middling, Bob's shrinks: they trade layers.
+      await carol.page.setViewportSize({ width: 960, height: 640 });
+      await bob.page.setViewportSize({ width: 240, height: 200 });
+      await expectLayers(
+        scene.server,
+        "Bob on the lowest layer, Carol on the middle one",
+        [1, 1, 0],
       );
+      await expectWidth(
+        carol,
+        "Carol's tile, now larger",
+        (w) => w === small * 2,
+      );
+      await expectWidth(bob, "Bob's tile, now small", (w) => w === small);
     });
   } finally {
     await browser.close();
