@@ -49,6 +49,17 @@ const SWITCH_TIMEOUT_MS = 4000;
  * its source. */
 const LAYER_SILENCE_MS = 1500;
 
+/** Simulcast layer changes completed since start, for metrics. */
+export const layerSwitches = { up: 0, down: 0 };
+
+const countSwitch = (from: Track, to: Track) => {
+  if (to.description.simulcast!.layer > from.description.simulcast!.layer) {
+    layerSwitches.up++;
+  } else {
+    layerSwitches.down++;
+  }
+};
+
 /** NTP timestamp → the middle 32 bits used in LSR/DLSR (RFC 3550 6.4.1). */
 const compactNtp = (ntp: bigint) => Number((ntp >> 16n) & 0xffffffffn);
 
@@ -196,6 +207,7 @@ export class Consumer {
       // Nothing is being shown from this layer: move at once.
       this.#setAwaitingKeyframe(false);
       this.track.removeConsumer(this);
+      countSwitch(this.track, target);
       this.track = target;
       target.addConsumer(this);
       this.#startedAtMs = nowMs;
@@ -236,6 +248,7 @@ export class Consumer {
     target.addConsumer(this);
     target.removeJoining(this);
     previous.removeConsumer(this);
+    countSwitch(previous, target);
     this.track = target;
     if (output === undefined || !output.ready) {
       this.restart(nowMs);

@@ -230,7 +230,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
         // A peer without media legs yet is still connected for signalling.
         state: states.receive ?? states.send ?? "connected",
         connectedSeconds: Math.round((Date.now() - s.connectedAtMs) / 1000),
-        tracksPublished: s.peer!.inboundTracks.length,
+        // A simulcast video counts once, however many layers it sends.
+        tracksPublished: new Set(
+          s.peer!.inboundTracks.map((t) =>
+            t.description.simulcast?.group ?? t.id
+          ),
+        ).size,
         tracksSubscribed: [...s.peer!.subscriptions].length,
       };
     }),

@@ -1,6 +1,7 @@
 // /metrics in Prometheus text format, computed from the router when scraped
 // so the forwarding path keeps no extra counters for it.
 import type { AccessStats } from "./access.ts";
+import { layerSwitches } from "../media/consumer.ts";
 import type { OverloadStats } from "../media/overload.ts";
 import type { Router } from "../media/router.ts";
 import type { SignallingSession } from "./session.ts";
@@ -222,6 +223,15 @@ export function renderMetrics(
     "Participants refused because the node was overloaded.",
   );
   lines.push(`umbrella_joins_refused_total ${overload.joinsRefused}`);
+  family(
+    "umbrella_simulcast_layer_switches_total",
+    "counter",
+    "Subscriptions moved to a higher or lower simulcast layer.",
+  );
+  lines.push(
+    `umbrella_simulcast_layer_switches_total{direction="up"} ${layerSwitches.up}`,
+    `umbrella_simulcast_layer_switches_total{direction="down"} ${layerSwitches.down}`,
+  );
   family(
     "umbrella_sign_ins_total",
     "counter",

@@ -214,7 +214,7 @@ Deno.test("Umbrella's pages in Chromium", async (t) => {
           const status = await scene.open("status", "status");
           const read = () => readStatusTables(status.page);
           const tables = await eventually(
-            "the Status page to show Alice and Bob with their VP8 and Opus tracks",
+            "the Status page to show Alice and Bob with their VP8 layers and Opus tracks",
             async () => {
               const tables = await read();
               return ["Alice", "Bob"].every((name) =>
@@ -222,9 +222,15 @@ Deno.test("Umbrella's pages in Chromium", async (t) => {
                     peer.name === name && peer.state === "connected" &&
                     peer.publishing === "2" && peer.receiving === "2"
                   ) &&
+                  // Three simulcast layers, the other watching one.
+                  tables.tracks.filter((track) =>
+                      track.from === name &&
+                      /^video, layer [012]$/.test(track.kind) &&
+                      track.codec === "VP8"
+                    ).length === 3 &&
                   tables.tracks.some((track) =>
-                    track.from === name && track.kind === "video" &&
-                    track.codec === "VP8" && track.receivers === "1"
+                    track.from === name && track.kind.startsWith("video") &&
+                    track.receivers === "1"
                   ) &&
                   tables.tracks.some((track) =>
                     track.from === name && track.kind === "audio" &&
@@ -240,7 +246,11 @@ Deno.test("Umbrella's pages in Chromium", async (t) => {
             async () => JSON.stringify(await read()),
           );
           assert.equal(tables.peers.length, 2, "nobody else is connected");
-          assert.equal(tables.tracks.length, 4, "two tracks each");
+          assert.equal(
+            tables.tracks.length,
+            8,
+            "audio and three video layers each",
+          );
           await scene.screenshot(status, "page");
         }),
     );

@@ -2,8 +2,13 @@ import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
 import dgram from "node:dgram";
 import dns from "node:dns";
-import { RTCPeerConnection, type RTCPeerConnectionConfig } from "werift";
+import {
+  ReceiverEstimatedMaxBitrate,
+  RTCPeerConnection,
+  type RTCPeerConnectionConfig,
+} from "werift";
 import { applyWeriftPatches } from "../media/werift_patches.ts";
+import { PUBLISH_BITRATE_BPS, rembPacket } from "../media/webrtc_peer.ts";
 import {
   addPublicAddressCandidates,
   iceAddressConfig,
@@ -124,5 +129,20 @@ Deno.test("a configured STUN server is still asked", async () => {
     assert.ok(requests.includes(0x0001), `requests: ${requests}`);
   } finally {
     stun.close();
+  }
+});
+
+Deno.test("a REMB carries the bitrate in 18 bits of mantissa and names the streams", () => {
+  for (const bps of [0, 150_000, PUBLISH_BITRATE_BPS, 2 ** 40 + 12345]) {
+    const packet = rembPacket(bps, [1, 0xffffffff]);
+    const parsed = ReceiverEstimatedMaxBitrate.deSerialize(packet.serialize());
+    assert.ok(parsed.brMantissa <= 0x3ffff);
+    const decoded = Number(parsed.bitrate);
+    assert.ok(
+      decoded <= bps && decoded >= bps * 0.9999,
+      `${bps} came back as ${decoded}`,
+    );
+    assert.deepEqual(parsed.ssrcFeedbacks, [1, 0xffffffff]);
+    assert.equal(parsed.ssrcNum, 2);
   }
 });

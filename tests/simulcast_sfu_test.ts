@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { MediaKind, type TrackInfo } from "../proto/messages.ts";
 import { link, startNodes, trunks, waitForTrunks } from "./support/cluster.ts";
-import { type ServerProcess, startServer } from "./support/server.ts";
+import { metric, type ServerProcess, startServer } from "./support/server.ts";
 import {
   layerTag,
   type ReceivedTrack,
@@ -129,6 +129,23 @@ Deno.test("a subscriber gets the best layer, moves to the one it asks for and ba
       "sequence numbers run on across every switch",
     );
     assert.equal(bob.received.size, 1, "one stream, whatever the layer");
+    // Down once to layer 0, then up one step at a time.
+    assert.equal(
+      await metric(
+        server,
+        "umbrella_simulcast_layer_switches_total",
+        'direction="down"',
+      ),
+      1,
+    );
+    assert.equal(
+      await metric(
+        server,
+        "umbrella_simulcast_layer_switches_total",
+        'direction="up"',
+      ),
+      2,
+    );
   } finally {
     await Promise.all(clients.map((c) => c.close()));
     await server.stop();

@@ -51,6 +51,8 @@ export interface TrackStatus {
   packetsLost: number;
   lossFraction: number;
   subscribers: number;
+  /** Set on each layer of a simulcast video; 0 is the lowest. */
+  simulcastLayer?: number;
 }
 
 /** A live link to another Umbrella node, dialled by either side. */

@@ -280,7 +280,13 @@ function trackTable(history: Map<string, number[]>): TableSpec<TrackStatus> {
               : ""}${track.muted ? " · off" : ""}</span>
           `,
       },
-      { label: "Kind", cell: (track) => track.kind },
+      {
+        label: "Kind",
+        cell: (track) =>
+          track.simulcastLayer === undefined
+            ? track.kind
+            : `${track.kind}, layer ${track.simulcastLayer}`,
+      },
       { label: "Codec", cell: (track) => codecName(track.mimeType) },
       {
         label: "Bitrate",

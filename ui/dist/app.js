@@ -689,7 +689,7 @@ message Bye {
   `}var cf={name:"peer",title:"Connections",empty:"Nobody is connected.",columns:[{label:"Name",cell:r=>r.name},{label:"Kind",cell:r=>r.kind},{label:"Site",cell:r=>r.site},{label:"State",cell:r=>b`<span class=${`badge ${mr(r.state)}`}>${r.state}</span>`},{label:"Connected for",cell:r=>et(r.connectedSeconds)},{label:"Publishing",numeric:!0,cell:r=>r.tracksPublished},{label:"Receiving",numeric:!0,cell:r=>r.tracksSubscribed}]};function hf(r){return{name:"track",title:"Tracks",empty:"No media is flowing.",columns:[{label:"From",cell:e=>b`
             ${e.participantName||e.label}
             <span class="sub">${e.site}${e.source==="camera"?" \xB7 camera":""}${e.muted?" \xB7 off":""}</span>
-          `},{label:"Kind",cell:e=>e.kind},{label:"Codec",cell:e=>Ot(e.mimeType)},{label:"Bitrate",numeric:!0,cell:e=>Fn(e.bitrateBps)},{label:"Last minute",heading:b`<span class="sr-only">Bitrate over the last minute</span>`,cell:e=>b`<${df} values=${r.get(e.id)??[]} />`},{label:"Loss",numeric:!0,cell:e=>qn(e.lossFraction)},{label:"Packets",numeric:!0,cell:e=>b`
+          `},{label:"Kind",cell:e=>e.simulcastLayer===void 0?e.kind:`${e.kind}, layer ${e.simulcastLayer}`},{label:"Codec",cell:e=>Ot(e.mimeType)},{label:"Bitrate",numeric:!0,cell:e=>Fn(e.bitrateBps)},{label:"Last minute",heading:b`<span class="sr-only">Bitrate over the last minute</span>`,cell:e=>b`<${df} values=${r.get(e.id)??[]} />`},{label:"Loss",numeric:!0,cell:e=>qn(e.lossFraction)},{label:"Packets",numeric:!0,cell:e=>b`
             ${e.packetsReceived.toLocaleString()}
             <span class="sub">${e.packetsLost.toLocaleString()} lost</span>
           `},{label:"Receivers",numeric:!0,cell:e=>e.subscribers}]}}function df({values:r}){return b`
