@@ -129,6 +129,10 @@ export function publishedTracks(
   };
 }
 
+/** Browsers send at most three layers; a peer's further rids are ignored,
+ * as each layer costs a track. */
+const MAX_SIMULCAST_LAYERS = 4;
+
 /** What a publisher is told it may send (REMB) over all its streams: the
  * Call page's three simulcast layers and its audio, with room to spare.
  * Browsers take a REMB in their first two seconds as their starting
@@ -366,8 +370,14 @@ export class WebRtcPeer {
       () => this.#sendBitrateCap(),
     );
     leg.pc.ontrack = ({ track, transceiver }) => {
-      // A simulcast section has a track per rid, in the offer's order.
-      const layers = transceiver.receiver.tracks.filter((t) => t.rid);
+      // A simulcast video has a track per rid, in the offer's order (audio
+      // with rids is taken as one stream).
+      const layers = transceiver.kind === "video"
+        ? transceiver.receiver.tracks.filter((t) => t.rid).slice(
+          0,
+          MAX_SIMULCAST_LAYERS,
+        )
+        : [];
       if (layers.length === 0) this.#receiveTrack(track, transceiver);
       layers.forEach((layer, index) =>
         this.#receiveTrack(layer, transceiver, {
