@@ -56,6 +56,10 @@ export interface WebRtcPeerEvents {
   offer(sdp: string, tracks: { mid: string; track: Track }[]): void;
   answer(sdp: string): void;
   notice(code: string, text: string, trackId?: string): void;
+  /** Layers of the remote's simulcast video (router track ids) that
+   * someone now watches, or that nobody has watched for a while: the
+   * remote may stop sending those and must resume these. */
+  layersWanted(trackIds: string[], wanted: boolean): void;
   /** The media connection is gone; the owner should end the peer. */
   failed(reason: string): void;
 }
@@ -79,6 +83,9 @@ export interface InboundFeed {
   active: boolean;
   requestKeyframe(): void;
   sendNack(lost: number[]): void;
+  /** Set for a simulcast layer, which the publisher sends only while it
+   * is watched (see WebRtcPeerEvents.layersWanted). */
+  setDemand?(wanted: boolean): void;
 }
 
 export interface InboundTracks {
@@ -99,6 +106,9 @@ interface InboundEntry {
   feed: InboundFeed;
   binding: PublishBinding;
   ssrc: number;
+  /** A simulcast layer the remote was told nobody watches. */
+  paused: boolean;
+  pauseTimer?: ReturnType<typeof setTimeout>;
 }
 
 /** Received streams as new tracks published by this peer: what browsers and
@@ -128,6 +138,10 @@ export function publishedTracks(
     },
   };
 }
+
+/** How long a simulcast layer goes unwatched before its publisher is told
+ * it may stop sending it. */
+export const LAYER_PAUSE_DELAY_MS = 5000;
 
 /** Browsers send at most three layers; a peer's further rids are ignored,
  * as each layer costs a track. */
@@ -350,7 +364,7 @@ export class WebRtcPeer {
     for (const [key, entry] of this.#inbound) {
       if (!this.#bindings.has(entry.binding.mid)) {
         this.#inbound.delete(key);
-        this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
+        this.#closeInbound(entry);
       }
     }
     this.#events.answer(
@@ -478,6 +492,7 @@ export class WebRtcPeer {
     const receiver = transceiver.receiver;
     const feed: InboundFeed = {
       active: true,
+      setDemand: layer ? (wanted) => this.#layerDemand(key, wanted) : undefined,
       requestKeyframe: () => void receiver.sendRtcpPLI(ssrc),
       sendNack: (lost) => {
         const nack = new RtcpTransportLayerFeedback({
@@ -492,10 +507,41 @@ export class WebRtcPeer {
     };
     const track = this.#inboundTracks.open(binding, codec, kind, feed, layer);
     if (!track) return undefined;
-    const entry = { track, feed, binding, ssrc };
+    const entry: InboundEntry = { track, feed, binding, ssrc, paused: false };
     this.#inbound.set(key, entry);
     if (kind === "video") this.#sendBitrateCap();
+    // Subscribers may have come with the announcement; if not, the layer
+    // is paused unless someone comes soon.
+    if (layer) this.#layerDemand(key, track.expectsPackets);
     return entry;
+  }
+
+  /** A layer watched is resumed at once; one unwatched is paused only
+   * after a while, as a viewer moving between layers leaves one for a
+   * moment and may soon try it again. */
+  #layerDemand(key: string, wanted: boolean): void {
+    const entry = this.#inbound.get(key);
+    if (!entry || this.#closed) return;
+    clearTimeout(entry.pauseTimer);
+    entry.pauseTimer = undefined;
+    if (wanted) {
+      if (entry.paused) {
+        entry.paused = false;
+        this.#events.layersWanted([entry.track.id], true);
+      }
+      return;
+    }
+    if (entry.paused) return;
+    entry.pauseTimer = setTimeout(() => {
+      entry.pauseTimer = undefined;
+      entry.paused = true;
+      this.#events.layersWanted([entry.track.id], false);
+    }, LAYER_PAUSE_DELAY_MS);
+  }
+
+  #closeInbound(entry: InboundEntry): void {
+    clearTimeout(entry.pauseTimer);
+    this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
   }
 
   /** Tells the remote how much it may send (REMB), naming its video
@@ -769,9 +815,7 @@ export class WebRtcPeer {
     this.#closed = true;
     for (const { consumer } of this.#subscriptions.values()) consumer.close();
     this.#subscriptions.clear();
-    for (const entry of this.#inbound.values()) {
-      this.#inboundTracks.close(entry.binding, entry.track, entry.feed);
-    }
+    for (const entry of this.#inbound.values()) this.#closeInbound(entry);
     this.#inbound.clear();
     this.#receive?.close();
     this.#send?.close();

@@ -518,6 +518,12 @@ export class SignallingSession implements RouterPeer {
             },
           }),
         answer: (sdp) => this.#send({ answer: { sdp } }),
+        layersWanted: (trackIds, wanted) =>
+          this.#send(
+            wanted
+              ? { subscribe: { trackIds } }
+              : { unsubscribe: { trackIds } },
+          ),
         notice: (code, text, trackId) =>
           this.#send({
             notice: { level: NoticeLevel.Warning, code, text, trackId },

@@ -2,9 +2,11 @@
 // as three layers from the Call page, all flowing within seconds (the node
 // tells it the bitrate it may use), and each Chromium watching gets the
 // layer that fits the tile it shows the video in, switching as the tile
-// grows and shrinks, its decoder going on across every switch.
+// grows and shrinks, its decoder going on across every switch; the publisher
+// stops encoding a layer nobody watches and resumes it when someone does.
 import {
   type CallParticipant,
+  delay,
   eventually,
   launchBrowser,
   Scene,
@@ -143,6 +145,32 @@ Deno.test("Chromium publishes simulcast; each viewer gets the layer its tile fit
         (w) => w === small * 2,
       );
       await expectWidth(bob, "Bob's tile, now small", (w) => w === small);
+      // Nobody watches the top layer now: Alice stops encoding it.
+      let counts = "";
+      await eventually(
+        "Alice to stop sending the layer nobody watches",
+        async () => {
+          const before = (await layersAt(scene.server))[2].packetsReceived;
+          await delay(1000);
+          const after = (await layersAt(scene.server))[2].packetsReceived;
+          counts = `${before} then ${after}`;
+          return after === before ? true : undefined;
+        },
+        20_000,
+        () => Promise.resolve(counts),
+      );
+      // Bob's tile grows again: the top layer resumes for him.
+      await bob.page.setViewportSize({ width: 1600, height: 1000 });
+      await expectLayers(
+        scene.server,
+        "Bob back on the top layer, Carol on the middle one",
+        [0, 1, 1],
+      );
+      await expectWidth(
+        bob,
+        "Bob's tile, large again",
+        (width) => width === small * 4,
+      );
     });
   } finally {
     await browser.close();

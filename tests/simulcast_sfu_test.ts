@@ -216,3 +216,44 @@ Deno.test("a trunk carries only the layer watched beyond it, and moves the pull 
     await Promise.all(nodes.map((node) => node.stop()));
   }
 });
+
+Deno.test("a publisher is told to stop the layers nobody watches, and to resume one when someone moves onto it", async () => {
+  const server = await startServer();
+  const clients: WeriftClient[] = [];
+  try {
+    const alice = await WeriftClient.connect(server.wsUrl, "alice");
+    const bob = await WeriftClient.connect(server.wsUrl, "bob", {
+      autoSubscribe: false,
+    });
+    clients.push(alice, bob);
+    await publishLayers(alice);
+    const id = await subscribeToGroup(bob, 0);
+    bob.send({ layerPreference: { trackId: id, maxLayer: 0 } });
+    await waitForLayer(bob, 0, "as asked");
+    const requests = () =>
+      alice.layerRequests.map(({ id, wanted }) =>
+        `${wanted ? "+" : "-"}${id.slice(id.lastIndexOf("/") + 1)}`
+      ).sort().join(" ");
+    await waitFor(
+      "alice to be told to stop layers 1 and 2",
+      () => requests() === "-l1 -l2",
+      15_000,
+      requests,
+    );
+    // What the node receives of the stopped layers stays put.
+    const received = async () =>
+      (await (await fetch(`${server.origin}/api/status`)).json()).tracks
+        .filter((t: { simulcastLayer?: number }) => (t.simulcastLayer ?? 0) > 0)
+        .map((t: { packetsReceived: number }) => t.packetsReceived).join();
+    const before = await received();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(await received(), before, "layers 1 and 2 stopped");
+    bob.send({ layerPreference: { trackId: id, maxLayer: 9 } });
+    await waitForLayer(bob, 2, "once the cap is lifted, layers resuming");
+    assert.equal(requests(), "+l1 +l2 -l1 -l2");
+    assert.equal(video(bob)!.sequenceGaps, 0);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.stop();
+  }
+});

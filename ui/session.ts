@@ -319,10 +319,14 @@ export class CallSession {
         }).`,
         this.#socket,
       );
+    } else if (envelope.subscribe || envelope.unsubscribe) {
+      await this.#setLayersSending(
+        (envelope.subscribe ?? envelope.unsubscribe)!.trackIds ?? [],
+        envelope.subscribe !== undefined,
+      );
     }
-    // Pong needs nothing beyond the liveness already noted; a browser
-    // publishes everything it has, so Subscribe and KeyframeRequest
-    // addressed to it (which it could not act on) are ignored.
+    // Pong needs nothing beyond the liveness already noted; keyframes come
+    // from the browser's own encoder when the server's PLI asks.
     this.#changed();
   }
 
@@ -369,6 +373,31 @@ export class CallSession {
       },
     });
     this.#published = true;
+  }
+
+  /** The server names layers of our simulcast camera that someone watches
+   * (resume them) or nobody has for a while (stop encoding and sending
+   * them): `<peer id>:<track id>/<rid>`. */
+  async #setLayersSending(trackIds: string[], sending: boolean): Promise<void> {
+    const prefix = `${this.peerId}:`;
+    for (const id of trackIds) {
+      const slash = id.lastIndexOf("/");
+      if (!id.startsWith(prefix) || slash < 0) continue;
+      const localId = id.slice(prefix.length, slash);
+      const rid = id.slice(slash + 1);
+      const sender = this.pcSend?.getSenders().find((s) =>
+        s.track?.id === localId
+      );
+      if (!sender) continue;
+      const parameters = sender.getParameters();
+      const encoding = parameters.encodings.find((e) => e.rid === rid);
+      if (!encoding || encoding.active === sending) continue;
+      encoding.active = sending;
+      // A layer left running only costs bandwidth; not worth a reconnect.
+      await sender.setParameters(parameters).catch((error) =>
+        console.warn(`umbrella: could not switch layer ${rid}:`, error)
+      );
+    }
   }
 
   #onAnnounce(tracks: TrackInfo[]): void {

@@ -118,7 +118,13 @@ async function iceClosedWhileGathering(): Promise<unknown> {
       inbound: publishedTracks(router, `p${i}`, () => {
         throw new Error("this scenario publishes nothing");
       }),
-      events: { offer() {}, answer() {}, notice() {}, failed() {} },
+      events: {
+        offer() {},
+        answer() {},
+        notice() {},
+        layersWanted() {},
+        failed() {},
+      },
     });
     // Subscribing makes the send leg, whose offer starts gathering.
     peer.subscribe(["t1"]);

@@ -131,6 +131,8 @@ export class WeriftClient {
   readonly withdrawn = new Set<string>();
   readonly received = new Map<string, ReceivedTrack>();
   readonly notices: Notice[] = [];
+  /** Subscribe (wanted) and Unsubscribe the node sent for our layers. */
+  readonly layerRequests: { id: string; wanted: boolean }[] = [];
   closed: { code: number; reason: string } | undefined;
   lastOfferSdp = "";
   autoSubscribe: boolean;
@@ -246,6 +248,18 @@ export class WeriftClient {
       await this.#answer(message.offer.sdp!, message.offer.tracks ?? []);
     } else if (message.answer) {
       this.#answerWaiter?.resolve(message.answer.sdp!);
+    } else if (message.subscribe || message.unsubscribe) {
+      // The node names layers of our simulcast video someone watches, or
+      // that nobody does: send only those, as the Call page does.
+      const wanted = message.subscribe !== undefined;
+      for (const id of (message.subscribe ?? message.unsubscribe)!.trackIds!) {
+        this.layerRequests.push({ id, wanted });
+        const rid = id.slice(id.lastIndexOf("/") + 1);
+        const layer = Number(rid.slice(1));
+        if (rid.startsWith("l") && Number.isInteger(layer)) {
+          this.setLayerSending(layer, wanted);
+        }
+      }
     } else if (message.notice) {
       this.notices.push(message.notice);
     } else if (message.ping) {
