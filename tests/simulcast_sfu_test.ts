@@ -99,7 +99,15 @@ async function waitForLayer(
   );
 }
 
-Deno.test("a subscriber gets the best layer, moves to the one it asks for and back, in one unbroken stream", async () => {
+/** Alice publishes three layers on a fresh node, where Bob subscribes to
+ * nothing by himself. */
+async function aliceAndBob(
+  body: (
+    server: ServerProcess,
+    alice: WeriftClient,
+    bob: WeriftClient,
+  ) => Promise<void>,
+): Promise<void> {
   const server = await startServer();
   const clients: WeriftClient[] = [];
   try {
@@ -109,6 +117,15 @@ Deno.test("a subscriber gets the best layer, moves to the one it asks for and ba
     });
     clients.push(alice, bob);
     await publishLayers(alice);
+    await body(server, alice, bob);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.stop();
+  }
+}
+
+Deno.test("a subscriber gets the best layer, moves to the one it asks for and back, in one unbroken stream", () =>
+  aliceAndBob(async (server, _alice, bob) => {
     // Any layer's id subscribes to the group.
     const id = await subscribeToGroup(bob, 0);
     await waitForLayer(bob, 2, "(the best, as its link is clean)");
@@ -146,11 +163,7 @@ Deno.test("a subscriber gets the best layer, moves to the one it asks for and ba
       ),
       2,
     );
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.stop();
-  }
-});
+  }));
 
 Deno.test("a layer its publisher stops is left for the next one down, and a lossy subscriber steps down", async () => {
   const server = await startServer();
@@ -217,16 +230,8 @@ Deno.test("a trunk carries only the layer watched beyond it, and moves the pull 
   }
 });
 
-Deno.test("a publisher is told to stop the layers nobody watches, and to resume one when someone moves onto it", async () => {
-  const server = await startServer();
-  const clients: WeriftClient[] = [];
-  try {
-    const alice = await WeriftClient.connect(server.wsUrl, "alice");
-    const bob = await WeriftClient.connect(server.wsUrl, "bob", {
-      autoSubscribe: false,
-    });
-    clients.push(alice, bob);
-    await publishLayers(alice);
+Deno.test("a publisher is told to stop the layers nobody watches, and to resume one when someone moves onto it", () =>
+  aliceAndBob(async (server, alice, bob) => {
     const id = await subscribeToGroup(bob, 0);
     bob.send({ layerPreference: { trackId: id, maxLayer: 0 } });
     await waitForLayer(bob, 0, "as asked");
@@ -252,8 +257,4 @@ Deno.test("a publisher is told to stop the layers nobody watches, and to resume 
     await waitForLayer(bob, 2, "once the cap is lifted, layers resuming");
     assert.equal(requests(), "+l1 +l2 -l1 -l2");
     assert.equal(video(bob)!.sequenceGaps, 0);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.stop();
-  }
-});
+  }));

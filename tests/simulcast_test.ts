@@ -194,22 +194,24 @@ function simulcastSetup() {
   return { router, layers, upstreams };
 }
 
-/** Feeds every layer one frame (one packet) at `frame`; layer L's sequence
+/** Feeds each layer one frame (one packet) at `frame`, a keyframe or not
+ * as `keyframe` says, nothing where it says null; layer L's sequence
  * numbers start at 1000·L, its timestamps at 10^6·L, its picture ids at
  * 100·L. */
 function feedFrame(
   layers: Track[],
   frame: number,
-  keyframe: boolean[],
+  keyframe: (boolean | null)[],
   nowMs: number,
 ) {
   layers.forEach((track, layer) => {
+    if (keyframe[layer] === null) return;
     track.receive(
       (1000 * layer + frame) & 0xffff,
       (1_000_000 * layer + 3000 * frame) >>> 0,
       true,
       96,
-      vp8(100 * layer + frame, layer, keyframe[layer]),
+      vp8(100 * layer + frame, layer, keyframe[layer]!),
       nowMs,
     );
   });
@@ -330,37 +332,14 @@ Deno.test("a layer that stops flowing is left, and a target that never sends a k
   // The publisher stops its top layer (as browsers do on a short uplink).
   for (let frame = 10; frame < 30; frame++) {
     now += 100;
-    layers[0].receive(frame, 3000 * frame, true, 96, vp8(frame, 0, false), now);
-    layers[1].receive(
-      1000 + frame,
-      1_000_000 + 3000 * frame,
-      true,
-      96,
-      vp8(100 + frame, 1, false),
-      now,
-    );
+    feedFrame(layers, frame, [false, false, null], now);
     consumer.adaptLayer(now);
   }
   assert.equal(layers[1].joining.length, 1, "waits on layer 1 for a keyframe");
   // None comes in time: layer 1 is given up for now and layer 0 tried.
   for (let frame = 30; frame < 80; frame++) {
     now += 100;
-    layers[0].receive(
-      frame,
-      3000 * frame,
-      true,
-      96,
-      vp8(frame, 0, frame === 79),
-      now,
-    );
-    layers[1].receive(
-      1000 + frame,
-      1_000_000 + 3000 * frame,
-      true,
-      96,
-      vp8(100 + frame, 1, false),
-      now,
-    );
+    feedFrame(layers, frame, [frame === 79, false, null], now);
     consumer.adaptLayer(now);
   }
   assert.equal(layers[1].joining.length, 0);
