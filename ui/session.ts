@@ -355,12 +355,7 @@ export class CallSession {
   async #publish(): Promise<void> {
     const media = this.#options.media!;
     const pc = this.pcSend = this.#peerConnection(Leg.Send);
-    for (const track of media.getTracks()) {
-      pc.addTransceiver(track, {
-        direction: "sendonly",
-        sendEncodings: track.kind === "video" ? SIMULCAST_LAYERS : undefined,
-      });
-    }
+    for (const track of media.getTracks()) addSending(pc, track);
     await pc.setLocalDescription(await pc.createOffer());
     // Each transceiver's mid exists only once the local description is set.
     this.#send({
@@ -615,6 +610,23 @@ const SIMULCAST_LAYERS: RTCRtpEncodingParameters[] = [
   { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
+
+/** Sends a track, video as simulcast where the browser can. */
+function addSending(pc: RTCPeerConnection, track: MediaStreamTrack): void {
+  if (track.kind === "video") {
+    try {
+      pc.addTransceiver(track, {
+        direction: "sendonly",
+        sendEncodings: SIMULCAST_LAYERS,
+      });
+      return;
+    } catch (error) {
+      // Viewers then get the one layer there is.
+      console.warn("umbrella: sending one layer, not simulcast:", error);
+    }
+  }
+  pc.addTransceiver(track, { direction: "sendonly" });
+}
 
 /** The highest layer worth sending to a video shown `heightPx` device
  * pixels high, for a 720p camera's layers (180, 360, 720 lines): the
