@@ -88,8 +88,17 @@ export class LayerSelector {
     return -1;
   }
 
-  /** Where a new subscription starts: the best layer it may have. */
+  /** Where a new subscription starts: the best layer it may have that is
+   * flowing, for a picture at once (a better idle one is tried after the
+   * first hold); else the best it may have. */
   initial(statuses: LayerStatus[], maxLayer: number, nowMs: number): number {
+    for (
+      let layer = Math.min(maxLayer, statuses.length - 1);
+      layer >= 0;
+      layer--
+    ) {
+      if (statuses[layer] === "flowing") return layer;
+    }
     return this.#nearest(statuses.length - 1, statuses, maxLayer, nowMs);
   }
 

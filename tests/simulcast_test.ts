@@ -23,7 +23,7 @@ import {
 
 const flowing: LayerStatus[] = ["flowing", "flowing", "flowing"];
 
-Deno.test("a subscription starts on the best layer it may have", () => {
+Deno.test("a subscription starts on the best flowing layer it may have, else the best", () => {
   const selector = new LayerSelector(0);
   assert.equal(selector.initial(flowing, Infinity, 0), 2);
   assert.equal(selector.initial(flowing, 1, 0), 1);
@@ -32,6 +32,11 @@ Deno.test("a subscription starts on the best layer it may have", () => {
     1,
   );
   assert.equal(selector.initial(["idle", "idle", "idle"], Infinity, 0), 2);
+  assert.equal(
+    selector.initial(["flowing", "flowing", "idle"], Infinity, 0),
+    1,
+    "one flowing gives a picture at once",
+  );
   assert.equal(selector.initial(["stalled", "stalled"], Infinity, 0), -1);
 });
 
