@@ -97,7 +97,8 @@ export class Consumer {
   /** The layer it waits to move to, and since when. */
   #target: Track | undefined;
   #targetSinceMs = 0;
-  #startedAtMs = 0;
+  /** When the current run was asked for (its keyframe awaited since). */
+  #restartedAtMs = 0;
   onClose: (() => void) | undefined;
 
   packetsSent = 0;
@@ -190,7 +191,7 @@ export class Consumer {
     if (!this.#started && !this.#paused && statuses[current] !== "stalled") {
       // A layer it has just moved to (at a start, or with nothing shown
       // yet) gets the time a switch gets to bring a keyframe.
-      if (nowMs - this.#startedAtMs < SWITCH_TIMEOUT_MS) return;
+      if (nowMs - this.#restartedAtMs < SWITCH_TIMEOUT_MS) return;
       selector.switchFailed(current, nowMs);
     }
     const wanted = selector.choose(
@@ -210,7 +211,7 @@ export class Consumer {
       countSwitch(this.track, target);
       this.track = target;
       target.addConsumer(this);
-      this.#startedAtMs = nowMs;
+      this.#restartedAtMs = nowMs;
       this.restart(nowMs);
       return;
     }
@@ -284,7 +285,7 @@ export class Consumer {
     // A paused stream restarts when it resumes.
     if (this.#paused) return;
     this.#started = false;
-    this.#startedAtMs = nowMs;
+    this.#restartedAtMs = nowMs;
     if (this.track.isVideo) {
       this.#setAwaitingKeyframe(true);
       this.track.requestKeyframe(nowMs);
