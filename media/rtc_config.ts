@@ -28,7 +28,7 @@ export interface MediaNetworkOptions {
 }
 
 // goog-remb: Umbrella tells publishers how much they may send (see
-// media/webrtc_peer.ts, PUBLISH_BITRATE_BPS).
+// media/webrtc_peer.ts, DEFAULT_PUBLISH_BITRATE_BPS).
 const videoFeedback = () => [useNACK(), usePLI(), useREMB()];
 
 // Payload types follow Chromium's numbering so forwarded RTP rarely needs a

@@ -74,6 +74,8 @@ export interface WebRtcPeerOptions {
   /** Subscriptions move between simulcast layers with the remote's
    * reception; off for a trunk, which carries each layer as asked. */
   adaptive?: boolean;
+  /** What the remote may send us (REMB), in bit/s. */
+  publishBitrateBps?: number;
 }
 
 /** The way back to whoever sends a received stream. */
@@ -147,14 +149,15 @@ export const LAYER_PAUSE_DELAY_MS = 5000;
  * as each layer costs a track. */
 const MAX_SIMULCAST_LAYERS = 4;
 
-/** What a publisher is told it may send (REMB) over all its streams: the
- * Call page's three simulcast layers and its audio, with room to spare.
+/** What a publisher is told it may send (REMB) over all its streams, unless
+ * --max-publish-bitrate says otherwise: the Call page's three simulcast
+ * layers and its audio, with room to spare.
  * Browsers take a REMB in their first two seconds as their starting
  * estimate, so their top layer starts at once instead of after the half
  * minute their own ramp-up takes with no congestion feedback; after that
  * it caps their estimate, which their loss-based control keeps below
  * what the link carries. */
-export const PUBLISH_BITRATE_BPS = 3_000_000;
+export const DEFAULT_PUBLISH_BITRATE_BPS = 3_000_000;
 
 /** A REMB for `bitrateBps` (18-bit mantissa, 6-bit exponent). */
 export function rembPacket(
@@ -296,6 +299,7 @@ export class WebRtcPeer {
   #send: Leg | undefined;
   #output: RtpOutput | undefined;
   #adaptive: boolean;
+  #publishBitrateBps: number;
   #bindings = new Map<string, PublishBinding>();
   /** What each received stream feeds, by transceiver mid (and rid). */
   #inbound = new Map<string, InboundEntry>();
@@ -322,6 +326,8 @@ export class WebRtcPeer {
     this.#events = options.events;
     this.#inboundTracks = options.inbound;
     this.#adaptive = options.adaptive ?? false;
+    this.#publishBitrateBps = options.publishBitrateBps ??
+      DEFAULT_PUBLISH_BITRATE_BPS;
   }
 
   /** Tracks this peer's received streams feed. */
@@ -556,7 +562,7 @@ export class WebRtcPeer {
     if (ssrcs.length === 0) return;
     dtls.sendRtcp([
       new RtcpPayloadSpecificFeedback({
-        feedback: rembPacket(PUBLISH_BITRATE_BPS, ssrcs),
+        feedback: rembPacket(this.#publishBitrateBps, ssrcs),
       }),
     ]).catch(() => {});
   }

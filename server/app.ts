@@ -135,6 +135,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     version: VERSION,
     network,
     admission: overload,
+    publishBitrateBps: config.maxPublishBitrateBps,
   };
   const sessions = new Set<SignallingSession>();
   // Load is watched while any session (participant or trunk) is open: an

@@ -14,6 +14,7 @@ import {
   type LogLevel,
 } from "./log.ts";
 import { DEFAULT_MAX_PENDING_SENDS } from "../media/overload.ts";
+import { DEFAULT_PUBLISH_BITRATE_BPS } from "../media/webrtc_peer.ts";
 import { canonicalIp, isIpLiteral } from "./net.ts";
 import { VERSION } from "./version.ts";
 
@@ -56,6 +57,9 @@ export interface Config {
   /** UDP datagrams waiting to be sent before more are dropped; new
    * participants are refused from a quarter of it. */
   maxPendingSends: number;
+  /** What each publisher is told it may send, all its streams together
+   * (a REMB), in bit/s. */
+  maxPublishBitrateBps: number;
   /** Needed for every page, API call and WebSocket when set
    * (server/auth.ts); unset, the node is open to anyone who reaches it. */
   password?: string;
@@ -115,6 +119,10 @@ const SETTINGS = {
   maxPendingSends: {
     flag: "max-pending-sends",
     env: "UMBRELLA_MAX_PENDING_SENDS",
+  },
+  maxPublishBitrate: {
+    flag: "max-publish-bitrate",
+    env: "UMBRELLA_MAX_PUBLISH_BITRATE",
   },
   password: { flag: "password", env: "UMBRELLA_PASSWORD" },
   passwordFile: { flag: "password-file", env: "UMBRELLA_PASSWORD_FILE" },
@@ -193,6 +201,14 @@ Precedence: flags, then environment, then config file, then defaults.
                              and new participants are refused (default
                              ${DEFAULT_MAX_PENDING_SENDS}, at most about 70 MB)
                              UMBRELLA_MAX_PENDING_SENDS  maxPendingSends
+      --max-publish-bitrate KBPS  what each participant may send, audio and
+                             every video layer together, in kbit/s (default
+                             ${
+  DEFAULT_PUBLISH_BITRATE_BPS / 1000
+}: the Call page's three layers with room to
+                             spare); lower it where uplinks or the backhaul
+                             are short
+                             UMBRELLA_MAX_PUBLISH_BITRATE maxPublishBitrate
       --password PW          require this password for every page, the API,
                              metrics and WebSocket (default: none, open to
                              anyone who can reach the node)
@@ -289,6 +305,7 @@ function parseInteger(min: number, max: number, what: string) {
 
 const parsePort = parseInteger(1, 65535, "a port number");
 const parseSeconds = parseInteger(0, 86_400, "a number of seconds");
+const parseKilobits = parseInteger(100, 100_000, "a number of kbit/s");
 const parsePendingSends = parseInteger(
   1,
   1_000_000,
@@ -744,6 +761,8 @@ export async function loadConfig(
       DEFAULT_CAMERA_IDLE_SECONDS,
     maxPendingSends: get("maxPendingSends", parsePendingSends) ??
       DEFAULT_MAX_PENDING_SENDS,
+    maxPublishBitrateBps: (get("maxPublishBitrate", parseKilobits) ??
+      DEFAULT_PUBLISH_BITRATE_BPS / 1000) * 1000,
     password,
     operatorPassword,
     trunks: get("trunks", parseList) ?? [],

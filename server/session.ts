@@ -44,6 +44,8 @@ export interface NodeContext {
   site: string;
   version: string;
   network: MediaNetworkOptions;
+  /** What each publisher may send (REMB), in bit/s. */
+  publishBitrateBps: number;
   /** Says whether a new participant may join while the node is loaded. */
   admission: AdmissionGate;
 }
@@ -506,6 +508,7 @@ export class SignallingSession implements RouterPeer {
       network: context.network,
       inbound,
       adaptive: this.kind !== "node",
+      publishBitrateBps: context.publishBitrateBps,
       events: {
         offer: (sdp, tracks) =>
           this.#send({

@@ -244,6 +244,28 @@ Deno.test("camera idle time: 30 s by default, 0 for always on, flag over env", a
   );
 });
 
+Deno.test("publish bitrate: 3000 kbit/s by default, flag over env, in kbit/s", async () => {
+  assert.equal((await load([], {})).maxPublishBitrateBps, 3_000_000);
+  assert.equal(
+    (await load([], { UMBRELLA_MAX_PUBLISH_BITRATE: "1200" }))
+      .maxPublishBitrateBps,
+    1_200_000,
+  );
+  assert.equal(
+    (await load(["--max-publish-bitrate", "500"], {
+      UMBRELLA_MAX_PUBLISH_BITRATE: "1200",
+    })).maxPublishBitrateBps,
+    500_000,
+  );
+  for (const bad of ["50", "100001", "1.5", "fast"]) {
+    await assert.rejects(
+      load(["--max-publish-bitrate", bad], {}),
+      /max-publish-bitrate.*kbit\/s/,
+      bad,
+    );
+  }
+});
+
 Deno.test("HTTP prefix is normalised", async () => {
   const cases: [string, string][] = [
     ["", ""],
@@ -398,7 +420,7 @@ const STUN_FORMS = "(expected stun:, turn: or turns: followed by host[:port])";
 const KNOWN_KEYS =
   "cloud, httpPrefix, listen, publicIp, publicHost, minPort, maxPort, " +
   "iceAddresses, iceServers, turnUsername, turnCredential, dataDir, name, cert, key, " +
-  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, password, passwordFile, operatorPassword, operatorPasswordFile, trunks, cameras";
+  "logLevel, logFormat, mdns, cameraIdleSeconds, maxPendingSends, maxPublishBitrate, password, passwordFile, operatorPassword, operatorPasswordFile, trunks, cameras";
 
 const INVALID: InvalidCase[] = [
   // command line syntax

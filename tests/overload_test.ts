@@ -437,6 +437,7 @@ Deno.test("while overloaded a participant's hello is refused with 4012 and a tru
     site: "home",
     version: "test",
     network: { iceAddresses: ["127.0.0.1"], iceServers: [] },
+    publishBitrateBps: 3_000_000,
     admission: { admit: (): Admission => "refuse" },
   };
   const hello = (kind: PeerKind, nodeId?: string) =>

@@ -8,7 +8,10 @@ import {
   type RTCPeerConnectionConfig,
 } from "werift";
 import { applyWeriftPatches } from "../media/werift_patches.ts";
-import { PUBLISH_BITRATE_BPS, rembPacket } from "../media/webrtc_peer.ts";
+import {
+  DEFAULT_PUBLISH_BITRATE_BPS,
+  rembPacket,
+} from "../media/webrtc_peer.ts";
 import {
   addPublicAddressCandidates,
   iceAddressConfig,
@@ -133,7 +136,9 @@ Deno.test("a configured STUN server is still asked", async () => {
 });
 
 Deno.test("a REMB carries the bitrate in 18 bits of mantissa and names the streams", () => {
-  for (const bps of [0, 150_000, PUBLISH_BITRATE_BPS, 2 ** 40 + 12345]) {
+  for (
+    const bps of [0, 150_000, DEFAULT_PUBLISH_BITRATE_BPS, 2 ** 40 + 12345]
+  ) {
     const packet = rembPacket(bps, [1, 0xffffffff]);
     const parsed = ReceiverEstimatedMaxBitrate.deSerialize(packet.serialize());
     assert.ok(parsed.brMantissa <= 0x3ffff);

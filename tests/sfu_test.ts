@@ -631,3 +631,27 @@ Deno.test("ICE uses only the configured port range and announces the public addr
     await server.stop();
   }
 });
+
+Deno.test("publishers are told the bitrate they may use: --max-publish-bitrate, 3 Mbit/s by default", async () => {
+  for (
+    const [args, expected] of [[[], 3_000_000n], [[
+      "--max-publish-bitrate",
+      "800",
+    ], 800_000n]] as const
+  ) {
+    const server = await startServer({ args: [...args] });
+    const alice = await WeriftClient.connect(server.wsUrl, "alice");
+    try {
+      await alice.publish({ audio: true, video: "vp8", tag: 0 });
+      await waitFor(
+        `the video sender to be told ${expected} bit/s`,
+        () => alice.bitrateCaps[1] === expected,
+        10_000,
+        () => String(alice.bitrateCaps),
+      );
+    } finally {
+      await alice.close();
+      await server.stop();
+    }
+  }
+});

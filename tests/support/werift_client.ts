@@ -552,6 +552,16 @@ export class WeriftClient {
     }
   }
 
+  /** The bitrate the node last told each of our senders it may use (REMB),
+   * undefined before any. */
+  get bitrateCaps(): (bigint | undefined)[] {
+    return this.#senders.map((s) =>
+      (s.transceiver.sender as unknown as {
+        receiverEstimatedMaxBitrate?: bigint;
+      }).receiverEstimatedMaxBitrate
+    );
+  }
+
   /** Payloads sent so far, by tag. */
   get sent(): Map<number, number> {
     return new Map(this.#senders.map((s) => [s.tag, s.counter]));
