@@ -74,7 +74,8 @@ export interface WebRtcPeerOptions {
   /** Subscriptions move between simulcast layers with the remote's
    * reception; off for a trunk, which carries each layer as asked. */
   adaptive?: boolean;
-  /** What the remote may send us (REMB), in bit/s. */
+  /** What the remote may send us (REMB), in bit/s; none is sent without
+   * it (another node, whose sends no estimate governs). */
   publishBitrateBps?: number;
 }
 
@@ -299,7 +300,7 @@ export class WebRtcPeer {
   #send: Leg | undefined;
   #output: RtpOutput | undefined;
   #adaptive: boolean;
-  #publishBitrateBps: number;
+  #publishBitrateBps: number | undefined;
   #bindings = new Map<string, PublishBinding>();
   /** What each received stream feeds, by transceiver mid (and rid). */
   #inbound = new Map<string, InboundEntry>();
@@ -326,8 +327,7 @@ export class WebRtcPeer {
     this.#events = options.events;
     this.#inboundTracks = options.inbound;
     this.#adaptive = options.adaptive ?? false;
-    this.#publishBitrateBps = options.publishBitrateBps ??
-      DEFAULT_PUBLISH_BITRATE_BPS;
+    this.#publishBitrateBps = options.publishBitrateBps;
   }
 
   /** Tracks this peer's received streams feed. */
@@ -554,15 +554,17 @@ export class WebRtcPeer {
    * streams; sent once a second and as soon as a video stream opens. */
   #sendBitrateCap(): void {
     const dtls = this.#receive?.transport;
-    if (!dtls) return;
+    const bitrate = this.#publishBitrateBps;
+    if (!dtls || bitrate === undefined) return;
     const ssrcs: number[] = [];
     for (const entry of this.#inbound.values()) {
-      if (entry.track.isVideo) ssrcs.push(entry.ssrc);
+      // A REMB names at most 255 (browsers apply it to all they send).
+      if (entry.track.isVideo && ssrcs.length < 255) ssrcs.push(entry.ssrc);
     }
     if (ssrcs.length === 0) return;
     dtls.sendRtcp([
       new RtcpPayloadSpecificFeedback({
-        feedback: rembPacket(this.#publishBitrateBps, ssrcs),
+        feedback: rembPacket(bitrate, ssrcs),
       }),
     ]).catch(() => {});
   }

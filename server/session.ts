@@ -508,7 +508,9 @@ export class SignallingSession implements RouterPeer {
       network: context.network,
       inbound,
       adaptive: this.kind !== "node",
-      publishBitrateBps: context.publishBitrateBps,
+      publishBitrateBps: this.kind === "node"
+        ? undefined
+        : context.publishBitrateBps,
       events: {
         offer: (sdp, tracks) =>
           this.#send({
