@@ -149,6 +149,8 @@ export const LAYER_PAUSE_DELAY_MS = 5000;
 /** Browsers send at most three layers; a peer's further rids are ignored,
  * as each layer costs a track. */
 const MAX_SIMULCAST_LAYERS = 4;
+/** What browsers send as rids (Chromium allows 16 characters). */
+const VALID_RID = /^[A-Za-z0-9_-]{1,16}$/;
 
 /** What a publisher is told it may send (REMB) over all its streams, unless
  * --max-publish-bitrate says otherwise: the Call page's three simulcast
@@ -391,12 +393,11 @@ export class WebRtcPeer {
     );
     leg.pc.ontrack = ({ track, transceiver }) => {
       // A simulcast video has a track per rid, in the offer's order (audio
-      // with rids is taken as one stream).
+      // with rids is taken as one stream). A rid becomes part of a track id
+      // everyone is told, so only RFC 8851's short tokens are taken.
       const layers = transceiver.kind === "video"
-        ? transceiver.receiver.tracks.filter((t) => t.rid).slice(
-          0,
-          MAX_SIMULCAST_LAYERS,
-        )
+        ? transceiver.receiver.tracks.filter((t) => VALID_RID.test(t.rid ?? ""))
+          .slice(0, MAX_SIMULCAST_LAYERS)
         : [];
       if (layers.length === 0) this.#receiveTrack(track, transceiver);
       layers.forEach((layer, index) =>
