@@ -9,6 +9,7 @@ import { link, startNodes, trunks, waitForTrunks } from "./support/cluster.ts";
 import { metric, type ServerProcess, startServer } from "./support/server.ts";
 import {
   layerTag,
+  type PublishOptions,
   type ReceivedTrack,
   waitFor,
   WeriftClient,
@@ -24,7 +25,10 @@ function announcedLayers(client: WeriftClient): TrackInfo[] {
     .sort((a, b) => (a.simulcast!.layer ?? 0) - (b.simulcast!.layer ?? 0));
 }
 
-async function publishLayers(publisher: WeriftClient): Promise<void> {
+async function publishLayers(
+  publisher: WeriftClient,
+  options: Partial<PublishOptions> = {},
+): Promise<void> {
   await publisher.publish({
     video: "vp8",
     tag: TAG,
@@ -33,6 +37,7 @@ async function publishLayers(publisher: WeriftClient): Promise<void> {
     // Switches wait for a keyframe; werift's test publisher cannot take
     // PLIs for SSRCs its sender does not own, so it sends them often.
     keyframeIntervalFrames: 10,
+    ...options,
   });
 }
 
@@ -107,6 +112,7 @@ async function aliceAndBob(
     alice: WeriftClient,
     bob: WeriftClient,
   ) => Promise<void>,
+  publish: Partial<PublishOptions> = {},
 ): Promise<void> {
   const server = await startServer();
   const clients: WeriftClient[] = [];
@@ -116,7 +122,7 @@ async function aliceAndBob(
       autoSubscribe: false,
     });
     clients.push(alice, bob);
-    await publishLayers(alice);
+    await publishLayers(alice, publish);
     await body(server, alice, bob);
   } finally {
     await Promise.all(clients.map((c) => c.close()));
@@ -258,3 +264,18 @@ Deno.test("a publisher is told to stop the layers nobody watches, and to resume 
     assert.equal(requests(), "+l1 +l2 -l1 -l2");
     assert.equal(video(bob)!.sequenceGaps, 0);
   }));
+
+Deno.test("rids that are not RFC 8851 tokens make no layers: the video is one plain track", () =>
+  aliceAndBob(async (_server, _alice, bob) => {
+    await waitFor(
+      "bob to be told of alice's video",
+      () => [...bob.announced.values()].some((t) => t.kind === MediaKind.Video),
+      15_000,
+    );
+    const videos = [...bob.announced.values()].filter((t) =>
+      t.kind === MediaKind.Video
+    );
+    assert.equal(videos.length, 1);
+    assert.equal(videos[0].simulcast, undefined);
+    assert.ok(!videos[0].id!.includes("/"), videos[0].id);
+  }, { rids: ["l.0", "l.1"] }));

@@ -80,6 +80,8 @@ export interface PublishOptions {
   /** Sends the video as this many simulcast layers (rids l0, l1...), each
    * an SSRC of its own; layer L's payloads are tagged tag + 1 + 1000·L. */
   simulcastLayers?: number;
+  /** The layers' rids instead of l0, l1... (tests of bad ones). */
+  rids?: string[];
 }
 
 /** The tag of a simulcast layer's payloads (see PublishOptions). */
@@ -360,7 +362,7 @@ export class WeriftClient {
   /** Publishes synthetic audio and/or video and starts sending it. */
   async publish(options: PublishOptions): Promise<void> {
     const config = this.#config("send");
-    if (options.simulcastLayers) {
+    if (options.simulcastLayers || options.rids) {
       // As browsers do: the mid and each layer's RTP stream id go in a
       // header extension.
       config.headerExtensions = {
@@ -369,7 +371,7 @@ export class WeriftClient {
       };
     }
     const pc = this.#sendPc ??= new RTCPeerConnection(config);
-    const rids = Array.from(
+    const rids = options.rids ?? Array.from(
       { length: options.simulcastLayers ?? 0 },
       (_, layer) => `l${layer}`,
     );
