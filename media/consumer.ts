@@ -207,10 +207,7 @@ export class Consumer {
     if (!this.#started || this.#paused) {
       // Nothing is being shown from this layer: move at once.
       this.#setAwaitingKeyframe(false);
-      this.track.removeConsumer(this);
-      countSwitch(this.track, target);
-      this.track = target;
-      target.addConsumer(this);
+      this.#moveOnto(target);
       this.#restartedAtMs = nowMs;
       this.restart(nowMs);
       return;
@@ -218,6 +215,16 @@ export class Consumer {
     this.#target = target;
     this.#targetSinceMs = nowMs;
     target.addJoining(this, nowMs);
+  }
+
+  /** Becomes a consumer of `target` instead of its current layer; joins
+   * before it leaves, so that neither layer's demand drops meanwhile. */
+  #moveOnto(target: Track): void {
+    const previous = this.track;
+    target.addConsumer(this);
+    previous.removeConsumer(this);
+    countSwitch(previous, target);
+    this.track = target;
   }
 
   #abandonSwitch(): void {
@@ -246,11 +253,8 @@ export class Consumer {
     const output = this.#output;
     const previous = this.track;
     this.#target = undefined;
-    target.addConsumer(this);
+    this.#moveOnto(target);
     target.removeJoining(this);
-    previous.removeConsumer(this);
-    countSwitch(previous, target);
-    this.track = target;
     if (output === undefined || !output.ready) {
       this.restart(nowMs);
       return;

@@ -70,8 +70,22 @@ const pictureIdMask = (bits: number) => bits === 15 ? 0x7fff : 0x7f;
  * SRTP scratch synchronously, so one buffer serves every subscriber. */
 const scratch = new PacketScratch(1500);
 
+/** A packet goes to its subscribers one after another, and payloads are
+ * never changed once received: the descriptor is read once per packet, not
+ * once per subscriber. */
+const located: Located = { pictureIdAt: -1, pictureIdBits: 15, tl0At: -1 };
+let locatedPayload: Uint8Array | undefined;
+let locatedWell = false;
+
+function locate(payload: Uint8Array): boolean {
+  if (payload !== locatedPayload) {
+    locatedWell = locateVp8Ids(payload, located);
+    locatedPayload = payload;
+  }
+  return locatedWell;
+}
+
 export class Vp8PictureIds {
-  #located: Located = { pictureIdAt: -1, pictureIdBits: 15, tl0At: -1 };
   #pictureIdOffset = 0;
   #tl0Offset = 0;
   /** The newest ids sent, or -1 before any. */
@@ -81,8 +95,7 @@ export class Vp8PictureIds {
   /** A new run of packets starts with `payload` (a keyframe's first): its
    * ids are made to follow the last ones sent. */
   rebase(payload: Uint8Array): void {
-    const located = this.#located;
-    if (!locateVp8Ids(payload, located)) return;
+    if (!locate(payload)) return;
     if (located.pictureIdAt >= 0 && this.#lastPictureId >= 0) {
       const bits = located.pictureIdBits;
       const id = readPictureId(payload, located.pictureIdAt, bits);
@@ -99,8 +112,7 @@ export class Vp8PictureIds {
    * the newest sent so far (not a retransmission), so its ids are the ones
    * the next run continues from. */
   rewrite(payload: Uint8Array, newest: boolean): Uint8Array {
-    const located = this.#located;
-    if (!locateVp8Ids(payload, located)) return payload;
+    if (!locate(payload)) return payload;
     const pictureIdAt = located.pictureIdAt;
     const tl0At = located.tl0At;
     let out = payload;

@@ -171,36 +171,28 @@ Deno.test("a subscriber gets the best layer, moves to the one it asks for and ba
     );
   }));
 
-Deno.test("a layer its publisher stops is left for the next one down, and a lossy subscriber steps down", async () => {
-  const server = await startServer();
-  const clients: WeriftClient[] = [];
-  try {
-    const alice = await WeriftClient.connect(server.wsUrl, "alice");
-    const bob = await WeriftClient.connect(server.wsUrl, "bob", {
-      autoSubscribe: false,
-    });
+Deno.test("a layer its publisher stops is left for the next one down, and a lossy subscriber steps down", () =>
+  aliceAndBob(async (server, alice, bob) => {
     const carol = await WeriftClient.connect(server.wsUrl, "carol", {
       autoSubscribe: false,
       inboundLoss: 0.3,
     });
-    clients.push(alice, bob, carol);
-    await publishLayers(alice);
-    await subscribeToGroup(bob, 2);
-    await subscribeToGroup(carol, 2);
-    await waitForLayer(bob, 2, "at first");
-    alice.setLayerSending(2, false);
-    await waitForLayer(bob, 1, "once the top layer stopped");
-    await waitForLayer(
-      carol,
-      0,
-      "while it loses 30% of what arrives",
-      20_000,
-    );
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.stop();
-  }
-});
+    try {
+      await subscribeToGroup(bob, 2);
+      await subscribeToGroup(carol, 2);
+      await waitForLayer(bob, 2, "at first");
+      alice.setLayerSending(2, false);
+      await waitForLayer(bob, 1, "once the top layer stopped");
+      await waitForLayer(
+        carol,
+        0,
+        "while it loses 30% of what arrives",
+        20_000,
+      );
+    } finally {
+      await carol.close();
+    }
+  }));
 
 Deno.test("a trunk carries only the layer watched beyond it, and moves the pull when the watcher's layer changes", async () => {
   const nodes = await startNodes(2);

@@ -222,6 +222,16 @@ function feedFrame(
   });
 }
 
+/** Bob subscribes to the group through its lowest layer's id, on a leg
+ * that is up. */
+function subscribeBob(layers: Track[]) {
+  const consumer = Consumer.adaptive(layers[0], "bob");
+  consumer.track.addConsumer(consumer);
+  const output = new CopyingOutput();
+  consumer.activate(output, 0x1234, 97);
+  return { consumer, output };
+}
+
 Deno.test("the router keeps a group's layers in order and drops them as they end", () => {
   const { router, layers } = simulcastSetup();
   assert.deepEqual(layers.map((t) => t.description.simulcast?.layer), [
@@ -243,11 +253,8 @@ Deno.test("a subscription moves down at a keyframe of the lower layer, in one un
   let now = performance.now();
   // Every layer has flowed recently.
   feedFrame(layers, 0, [false, false, false], now);
-  const consumer = Consumer.adaptive(layers[0], "bob");
+  const { consumer, output } = subscribeBob(layers);
   assert.equal(consumer.track, layers[2], "starts on the top layer");
-  consumer.track.addConsumer(consumer);
-  const output = new CopyingOutput();
-  consumer.activate(output, 0x1234, 97);
   now += 33;
   feedFrame(layers, 1, [true, true, true], now);
   now += 33;
@@ -305,10 +312,7 @@ Deno.test("a switch keeps the media clock where sender reports give it", () => {
   layers.forEach((track, layer) =>
     track.onSenderReport(0, 1_000_000 * layer + 90 * now, now)
   );
-  const consumer = Consumer.adaptive(layers[0], "bob");
-  consumer.track.addConsumer(consumer);
-  const output = new CopyingOutput();
-  consumer.activate(output, 0x1234, 97);
+  const { consumer, output } = subscribeBob(layers);
   now += 33;
   feedFrame(layers, 1, [true, true, true], now);
   consumer.setMaxLayer(1, now);
@@ -325,10 +329,7 @@ Deno.test("a layer that stops flowing is left, and a target that never sends a k
   const { layers } = simulcastSetup();
   let now = performance.now();
   feedFrame(layers, 0, [true, true, true], now);
-  const consumer = Consumer.adaptive(layers[0], "bob");
-  consumer.track.addConsumer(consumer);
-  const output = new CopyingOutput();
-  consumer.activate(output, 0x1234, 97);
+  const { consumer, output } = subscribeBob(layers);
   for (let frame = 1; frame < 10; frame++) {
     now += 100;
     feedFrame(layers, frame, [frame === 1, frame === 1, frame === 1], now);
@@ -356,10 +357,7 @@ Deno.test("a subscriber's losses step it down a layer", () => {
   const { layers } = simulcastSetup();
   let now = performance.now();
   feedFrame(layers, 0, [true, true, true], now);
-  const consumer = Consumer.adaptive(layers[0], "bob");
-  consumer.track.addConsumer(consumer);
-  const output = new CopyingOutput();
-  consumer.activate(output, 0x1234, 97);
+  const { consumer } = subscribeBob(layers);
   now += 33;
   feedFrame(layers, 1, [true, true, true], now);
   assert.equal(consumer.track, layers[2]);
