@@ -88,6 +88,8 @@ export class Consumer {
   #shedRank: number;
   #tiebreak: number;
   #paused = false;
+  /** Held on its lowest layer while shed (a simulcast subscription). */
+  #lowered = false;
   #nackedSinceReport = 0;
   #sentAtReport = 0;
   #vp8: Vp8PictureIds | undefined;
@@ -115,14 +117,20 @@ export class Consumer {
     track: Track,
     subscriberId: string,
     shedding: VideoShedding = videoShedding,
+    selector?: LayerSelector,
   ) {
     this.track = track;
     this.subscriberId = subscriberId;
     this.#header.version = 2;
     this.#shedding = shedding;
     this.#tiebreak = tiebreakFor(subscriberId);
+    this.#selector = selector;
     this.#shedRank = track.isVideo
-      ? shedding.enter(subscriberId, shedRank(0, this.#tiebreak))
+      ? shedding.enter(
+        subscriberId,
+        shedRank(0, this.#tiebreak),
+        selector !== undefined,
+      )
       : NEVER_SHED;
     if (track.description.mimeType.toLowerCase() === "video/vp8") {
       this.#vp8 = new Vp8PictureIds();
@@ -151,8 +159,8 @@ export class Consumer {
       start < 0 ? track : layers[start],
       subscriberId,
       shedding,
+      selector,
     );
-    consumer.#selector = selector;
     consumer.#maxLayer = maxLayer;
     return consumer;
   }
@@ -197,7 +205,7 @@ export class Consumer {
     const wanted = selector.choose(
       current,
       statuses,
-      capIndex(layers, this.#maxLayer),
+      this.#lowered ? 0 : capIndex(layers, this.#maxLayer),
       nowMs,
     );
     if (wanted !== current) this.#moveTo(layers[wanted], nowMs);
@@ -310,10 +318,25 @@ export class Consumer {
   ): void {
     const output = this.#output;
     if (output === undefined || !output.ready) return;
-    if (this.#shedRank >= this.#shedding.cutoff) {
-      if (!this.#paused) this.#pause();
-      this.#shedding.packetsShed++;
-      return;
+    const shedding = this.#shedding;
+    if (this.#shedRank >= shedding.cutoff) {
+      if (
+        this.#selector === undefined || this.track.layers === undefined ||
+        this.#shedRank >= shedding.pauseCutoff
+      ) {
+        if (!this.#paused) this.#pause();
+        shedding.packetsShed++;
+        return;
+      }
+      if (!this.#lowered) {
+        this.#lowered = true;
+        // Not while its track is handing this packet out: moving changes
+        // the track's list of consumers.
+        queueMicrotask(() => this.#lower(performance.now()));
+      }
+    } else if (this.#lowered) {
+      // Free to climb back, as its reception allows.
+      this.#lowered = false;
     }
     if (this.#paused) {
       this.#paused = false;
@@ -328,12 +351,22 @@ export class Consumer {
     this.#send(output, sequenceNumber, packet, nowMs);
   }
 
+  /** Shed down to the lowest layer (from the next keyframe there). */
+  #lower(nowMs: number): void {
+    const lowest = this.track.layers?.[0];
+    if (!this.#lowered || this.#closed || lowest === undefined) return;
+    if (this.#target === lowest) return;
+    this.#abandonSwitch();
+    if (this.track !== lowest) this.#moveTo(lowest, nowMs);
+  }
+
   /** Stops mid-frame: what was sent of it is not repaired (NACKs go
    * unanswered while not started), and the stream resumes at a keyframe
    * with sequence numbers continuing, so the subscriber sees no gap to
    * NACK. */
   #pause(): void {
     this.#paused = true;
+    this.#lowered = false;
     this.#started = false;
     this.#setAwaitingKeyframe(false);
     this.#abandonSwitch();
@@ -469,7 +502,7 @@ export class Consumer {
     }
     if (this.#shedRank === NEVER_SHED || this.#paused) return;
     const rank = shedRank(loss, this.#tiebreak);
-    this.#shedding.move(this.#shedRank, rank);
+    this.#shedding.move(this.#shedRank, rank, this.#selector !== undefined);
     this.#shedRank = rank;
   }
 
@@ -501,7 +534,7 @@ export class Consumer {
     this.#closed = true;
     this.#setAwaitingKeyframe(false);
     this.#abandonSwitch();
-    this.#shedding.leave(this.#shedRank);
+    this.#shedding.leave(this.#shedRank, this.#selector !== undefined);
     this.track.removeConsumer(this);
     this.onClose?.();
   }

@@ -8,9 +8,11 @@
 // - SendQueue counts media datagrams (RTP, RTCP) handed to node:dgram and
 //   not yet sent, and drops any beyond a hard cap (media/werift_patches.ts
 //   does the counting): memory stays bounded whatever happens.
-// - Long before that cap, OverloadController pauses video for a growing
-//   share of subscribers, those with the worst reported reception first,
-//   and audio is never paused; a paused stream resumes at a keyframe.
+// - Long before that cap, OverloadController sheds video for a growing
+//   share of subscribers, those with the worst reported reception first:
+//   a simulcast subscription is first moved to its lowest layer, anything
+//   else paused; audio is never paused; a paused stream resumes at a
+//   keyframe.
 // - While that pressure lasts, new participants are refused with a reason;
 //   trunks and everyone already in keep going.
 // The decisions are taken ten times a second from the event loop's timer
@@ -101,13 +103,24 @@ export function shedRank(loss: number, tiebreak: number): number {
   return lossClass * TIEBREAKS + tiebreak;
 }
 
-/** Which video subscriptions are paused: those ranked at or above cutoff. */
+/**
+ * Which video subscriptions are shed: those ranked at or above `cutoff`. A
+ * plain one is paused. A simulcast one is first moved to its lowest layer
+ * (a tenth or so of the top layer's packets, and the picture goes on), and
+ * paused only at or above `pauseCutoff`, which follows `cutoff` one step
+ * behind: if moving it down did not relieve the node, the next step up
+ * pauses it.
+ */
 export class VideoShedding {
   /** SHED_RANKS sheds nothing; 0 sheds every video subscription. */
   cutoff = SHED_RANKS;
+  /** Where simulcast subscriptions start being paused (at or above cutoff). */
+  pauseCutoff = SHED_RANKS;
   /** Video packets not forwarded because their subscription was paused. */
   packetsShed = 0;
+  /** Subscriptions per rank: plain ones, and simulcast ones. */
   readonly #ranks = new Array<number>(SHED_RANKS).fill(0);
+  readonly #layeredRanks = new Array<number>(SHED_RANKS).fill(0);
   readonly #protected = new Set<string>();
 
   /** Subscriptions of this subscriber (a trunk) are never shed. */
@@ -119,35 +132,49 @@ export class VideoShedding {
     this.#protected.delete(subscriberId);
   }
 
-  /** Counts in a new video subscription at a rank; returns the rank it
-   * holds, NEVER_SHED for a protected subscriber. */
-  enter(subscriberId: string, rank: number): number {
+  /** Counts in a new video subscription at a rank (`layered`: one that can
+   * move between simulcast layers); returns the rank it holds, NEVER_SHED
+   * for a protected subscriber. */
+  enter(subscriberId: string, rank: number, layered = false): number {
     if (this.#protected.has(subscriberId)) return NEVER_SHED;
-    this.#ranks[rank]++;
+    this.#counts(layered)[rank]++;
     return rank;
   }
 
-  move(from: number, to: number): void {
+  move(from: number, to: number, layered = false): void {
     if (from === NEVER_SHED || from === to) return;
-    this.#ranks[from]--;
-    this.#ranks[to]++;
+    const counts = this.#counts(layered);
+    counts[from]--;
+    counts[to]++;
   }
 
-  leave(rank: number): void {
-    if (rank !== NEVER_SHED) this.#ranks[rank]--;
+  leave(rank: number, layered = false): void {
+    if (rank !== NEVER_SHED) this.#counts(layered)[rank]--;
   }
 
-  /** Sets the cutoff so that at least `fraction` of the subscriptions that
+  #counts(layered: boolean): number[] {
+    return layered ? this.#layeredRanks : this.#ranks;
+  }
+
+  /** Sets the cutoffs so that at least `fraction` of the subscriptions that
    * may be shed are, the highest ranks first. */
   shed(fraction: number): void {
+    this.cutoff = this.#cutoffFor(fraction);
+    this.pauseCutoff = this.#cutoffFor(fraction - 1 / SHED_STEPS);
+  }
+
+  #cutoffFor(fraction: number): number {
     let total = 0;
-    for (const count of this.#ranks) total += count;
-    const target = Math.ceil(fraction * total);
+    for (let rank = 0; rank < SHED_RANKS; rank++) {
+      total += this.#ranks[rank] + this.#layeredRanks[rank];
+    }
+    const target = Math.ceil(Math.max(0, fraction) * total);
     let cutoff = SHED_RANKS;
     for (let shed = 0; shed < target && cutoff > 0;) {
-      shed += this.#ranks[--cutoff];
+      cutoff--;
+      shed += this.#ranks[cutoff] + this.#layeredRanks[cutoff];
     }
-    this.cutoff = cutoff;
+    return cutoff;
   }
 
   /** Video subscriptions paused now. */
@@ -156,7 +183,19 @@ export class VideoShedding {
     for (let rank = this.cutoff; rank < SHED_RANKS; rank++) {
       paused += this.#ranks[rank];
     }
+    for (let rank = this.pauseCutoff; rank < SHED_RANKS; rank++) {
+      paused += this.#layeredRanks[rank];
+    }
     return paused;
+  }
+
+  /** Simulcast subscriptions held on their lowest layer now. */
+  get lowered(): number {
+    let lowered = 0;
+    for (let rank = this.cutoff; rank < this.pauseCutoff; rank++) {
+      lowered += this.#layeredRanks[rank];
+    }
+    return lowered;
   }
 }
 
@@ -306,6 +345,8 @@ export interface OverloadStats {
   pendingSendsLimit: number;
   shedFraction: number;
   videoSubscriptionsPaused: number;
+  /** Simulcast subscriptions held on their lowest layer to shed load. */
+  videoSubscriptionsLowered: number;
   packetsShed: {
     videoPaused: number;
     sendQueueFull: number;
@@ -420,6 +461,7 @@ export class OverloadMonitor implements AdmissionGate {
       pendingSendsLimit: queue.limit,
       shedFraction: controller.shedFraction,
       videoSubscriptionsPaused: this.#shedding.paused,
+      videoSubscriptionsLowered: this.#shedding.lowered,
       packetsShed: {
         videoPaused: this.#shedding.packetsShed,
         sendQueueFull: queue.dropped,

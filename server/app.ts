@@ -117,7 +117,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     limitsFor(config.maxPendingSends),
     (overloaded, stats) => {
       if (overloaded) {
-        log.warn("overloaded: pausing video for some viewers", {
+        log.warn("overloaded: lowering or pausing video for some viewers", {
           lagMs: Math.round(stats.lagSeconds * 1000),
           peakPendingSends: stats.pendingSends,
         });

@@ -197,7 +197,7 @@ Precedence: flags, then environment, then config file, then defaults.
                              UMBRELLA_CAMERA_IDLE_SECONDS cameraIdleSeconds
       --max-pending-sends N  overload limit: media datagrams that may wait
                              to be sent before more are dropped; from a
-                             quarter of it video is paused for some viewers
+                             quarter of it video is shed for some viewers
                              and new participants are refused (default
                              ${DEFAULT_MAX_PENDING_SENDS}, at most about 70 MB)
                              UMBRELLA_MAX_PENDING_SENDS  maxPendingSends

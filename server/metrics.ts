@@ -174,13 +174,18 @@ export function renderMetrics(
     ],
     [
       "umbrella_video_shed_ratio",
-      "Share of video subscriptions the node is set to pause.",
+      "Share of video subscriptions the node is set to shed (simulcast ones first move to their lowest layer).",
       overload.shedFraction,
     ],
     [
       "umbrella_video_subscriptions_paused",
       "Video subscriptions paused to shed load.",
       overload.videoSubscriptionsPaused,
+    ],
+    [
+      "umbrella_video_subscriptions_lowered",
+      "Simulcast subscriptions held on their lowest layer to shed load.",
+      overload.videoSubscriptionsLowered,
     ],
     [
       "umbrella_process_resident_memory_bytes",

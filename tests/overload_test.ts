@@ -115,6 +115,37 @@ Deno.test("shedding a share of video takes the worst-ranked subscriptions first,
   assert.equal(shedding.paused, 0, "everyone left");
 });
 
+Deno.test("a simulcast subscription is first held on its lowest layer and paused one step later; any other is paused at once", () => {
+  const shedding = new VideoShedding();
+  const plain = [40, 8].map((rank) => shedding.enter("any", rank));
+  const layered = [40, 3].map((rank) => shedding.enter("any", rank, true));
+  shedding.shed(1 / 8);
+  assert.equal(shedding.cutoff, 40, "the two worst share a rank");
+  assert.equal(shedding.pauseCutoff, SHED_RANKS);
+  assert.equal(shedding.paused, 1, "the plain one");
+  assert.equal(shedding.lowered, 1, "the simulcast one");
+  shedding.shed(2 / 8);
+  assert.equal(shedding.pauseCutoff, 40);
+  assert.equal(shedding.paused, 2, "a step later the simulcast one too");
+  assert.equal(shedding.lowered, 0);
+  shedding.shed(6 / 8);
+  assert.equal(shedding.cutoff, 8);
+  assert.equal(shedding.paused, 3, "both plain ones, the worse simulcast one");
+  assert.equal(shedding.lowered, 0, "the better one is not shed yet");
+  shedding.shed(1);
+  assert.equal(shedding.paused, 4, "at the last step, everything");
+  shedding.move(layered[1], 50, true);
+  shedding.shed(1 / 8);
+  assert.equal(shedding.cutoff, 50, "the one that got worse goes first");
+  assert.equal(shedding.lowered, 1);
+  assert.equal(shedding.paused, 0);
+  plain.forEach((rank) => shedding.leave(rank));
+  shedding.leave(layered[0], true);
+  shedding.leave(50, true);
+  shedding.shed(1);
+  assert.equal(shedding.paused + shedding.lowered, 0, "everyone left");
+});
+
 // ---- hysteresis ----
 
 const testLimits = () => ({

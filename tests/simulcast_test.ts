@@ -12,6 +12,7 @@ import {
   type LayerStatus,
   UPGRADE_HOLD_MS,
 } from "../media/layer_selection.ts";
+import { VideoShedding } from "../media/overload.ts";
 import { Router } from "../media/router.ts";
 import { Track } from "../media/track.ts";
 import { locateVp8Ids, Vp8PictureIds } from "../media/vp8_picture_ids.ts";
@@ -224,8 +225,8 @@ function feedFrame(
 
 /** Bob subscribes to the group through its lowest layer's id, on a leg
  * that is up. */
-function subscribeBob(layers: Track[]) {
-  const consumer = Consumer.adaptive(layers[0], "bob");
+function subscribeBob(layers: Track[], shedding?: VideoShedding) {
+  const consumer = Consumer.adaptive(layers[0], "bob", Infinity, shedding);
   consumer.track.addConsumer(consumer);
   const output = new CopyingOutput();
   consumer.activate(output, 0x1234, 97);
@@ -392,4 +393,55 @@ Deno.test("a plain track gives a plain subscription", () => {
   const consumer = Consumer.adaptive(track, "bob", 0);
   assert.equal(consumer.track, track);
   assert.equal(consumer.layer, -1);
+});
+
+Deno.test("shed under overload, a simulcast subscription drops to its lowest layer and goes on; paused only a step later", async () => {
+  const { layers } = simulcastSetup();
+  const shedding = new VideoShedding();
+  let now = performance.now();
+  feedFrame(layers, 0, [true, true, true], now);
+  const { consumer, output } = subscribeBob(layers, shedding);
+  let frame = 1;
+  const next = (keyframe: (boolean | null)[]) => {
+    now += 33;
+    feedFrame(layers, frame++, keyframe, now);
+  };
+  next([true, true, true]);
+  assert.equal(consumer.track, layers[2]);
+
+  // The first step of shedding, and Bob is the only one to shed.
+  shedding.shed(1 / 8);
+  assert.equal(shedding.lowered, 1);
+  assert.equal(shedding.paused, 0);
+  next([false, false, false]);
+  // It moves after the packet that found it shed has gone out.
+  await Promise.resolve();
+  assert.equal(layers[0].joining.length, 1, "heading for the lowest layer");
+  next([true, false, false]);
+  assert.equal(consumer.track, layers[0]);
+  next([false, false, false]);
+  assert.equal(shedding.packetsShed, 0, "nothing was held back");
+  assert.deepEqual(
+    output.sent.map((p) => p.seq),
+    [2001, 2002, 2003, 2004],
+    "one unbroken stream",
+  );
+  // Its own layer choice keeps it there while it is shed.
+  consumer.adaptLayer(now + 60_000);
+  assert.equal(layers[1].joining.length + layers[2].joining.length, 0);
+
+  // The next step pauses it.
+  shedding.shed(2 / 8);
+  assert.equal(shedding.paused, 1);
+  assert.equal(shedding.lowered, 0);
+  next([true, true, true]);
+  assert.equal(output.sent.length, 4, "paused");
+  assert.equal(shedding.packetsShed, 1);
+
+  // Calm again: it resumes at a keyframe of its layer, where it was.
+  shedding.shed(0);
+  next([false, false, false]);
+  next([true, false, false]);
+  assert.equal(consumer.track, layers[0]);
+  assert.deepEqual(output.sent.map((p) => p.seq).slice(4), [2005]);
 });
