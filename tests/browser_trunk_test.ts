@@ -8,7 +8,14 @@ import {
   type RemoteTile,
   Scene,
 } from "./support/browser.ts";
-import { link, startNodes, trunks, waitForTrunks } from "./support/cluster.ts";
+import {
+  link,
+  startNodes,
+  trunks,
+  type TrunkStatus,
+  waitForTrunks,
+} from "./support/cluster.ts";
+import { waitFor } from "./support/werift_client.ts";
 
 function tileOf(tiles: RemoteTile[], participant: CallParticipant): RemoteTile {
   const tile = tiles.find((t) => t.participantId === participant.peerId);
@@ -38,14 +45,26 @@ Deno.test("Chromium at site A and Chromium at site B, linked by a trunk, decode 
       await scene.screenshot(bob.browserPage, "bob-at-B");
 
       // The media really crossed the trunk: each side sends its own
-      // participant's audio and video over the link, once.
-      const [aToB] = await trunks(a);
-      const [bToA] = await trunks(b);
-      assert.equal(aToB.remoteSite, "site-B");
-      assert.equal(bToA.remoteSite, "site-A");
-      assert.equal(aToB.tracksOut, 2, "A sends Alice's two tracks to B");
-      assert.equal(bToA.tracksOut, 2, "B sends Bob's two tracks to A");
-      assert.ok(aToB.bytesOut > 0 && bToA.bytesOut > 0, "media bytes on both");
+      // participant's audio and video over the link, once: one simulcast
+      // layer of the video, the one watched (for a moment two, while the
+      // viewer moves between layers).
+      let aToB: TrunkStatus | undefined, bToA: TrunkStatus | undefined;
+      await waitFor(
+        "each node to send its participant's audio and one video layer",
+        async () => {
+          [aToB] = await trunks(a);
+          [bToA] = await trunks(b);
+          return aToB?.tracksOut === 2 && bToA?.tracksOut === 2;
+        },
+        10_000,
+        () => `A to B ${aToB?.tracksOut}, B to A ${bToA?.tracksOut} tracks`,
+      );
+      assert.equal(aToB!.remoteSite, "site-B");
+      assert.equal(bToA!.remoteSite, "site-A");
+      assert.ok(
+        aToB!.bytesOut > 0 && bToA!.bytesOut > 0,
+        "media bytes on both",
+      );
 
       // Leaving at one site is seen at the other.
       await alice.leave();

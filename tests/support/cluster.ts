@@ -62,7 +62,7 @@ export async function servers(node: ServerProcess): Promise<ServerEntry[]> {
     .json()).servers;
 }
 
-interface TrunkStatus {
+export interface TrunkStatus {
   remoteSite: string;
   bytesIn: number;
   bytesOut: number;
