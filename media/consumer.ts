@@ -320,9 +320,9 @@ export class Consumer {
     if (output === undefined || !output.ready) return;
     const shedding = this.#shedding;
     if (this.#shedRank >= shedding.cutoff) {
+      // A subscription with a layer choice is always on a simulcast group.
       if (
-        this.#selector === undefined || this.track.layers === undefined ||
-        this.#shedRank >= shedding.pauseCutoff
+        this.#selector === undefined || this.#shedRank >= shedding.pauseCutoff
       ) {
         if (!this.#paused) this.#pause();
         shedding.packetsShed++;
@@ -353,9 +353,8 @@ export class Consumer {
 
   /** Shed down to the lowest layer (from the next keyframe there). */
   #lower(nowMs: number): void {
-    const lowest = this.track.layers?.[0];
-    if (!this.#lowered || this.#closed || lowest === undefined) return;
-    if (this.#target === lowest) return;
+    const lowest = this.track.layers![0];
+    if (!this.#lowered || this.#closed || this.#target === lowest) return;
     this.#abandonSwitch();
     if (this.track !== lowest) this.#moveTo(lowest, nowMs);
   }
